@@ -1,0 +1,1 @@
+"""Checkpoints, backbones, heads and the catalogue of known models."""
