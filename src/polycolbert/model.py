@@ -1,22 +1,230 @@
 """``ColBERT``: the one object the rest of polycolbert uses to turn text into token vectors.
 
 >>> from polycolbert import ColBERT
->>> model = ColBERT.load("polycolbert-e5-small")          # doctest: +SKIP
->>> [q.shape for q in model.encode_queries(["what is late interaction?"])]  # doctest: +SKIP
+>>> model = ColBERT.load()                                  # the packaged default model
+>>> [q.shape for q in model.encode_queries(["what is late interaction?"])]
 [(32, 128)]
+>>> docs = model.encode_documents(["Late interaction keeps one vector per token."], dimensions=64)
+>>> docs[0].shape[1]
+64
 """
 
 from __future__ import annotations
 
-# Interface contract (implementation lands in this module; other modules code against it):
-#   ColBERT.load(name_or_path: str | os.PathLike, *, dtype="auto"|"float32"|"bfloat16", device="cpu") -> ColBERT
-#   model.spec: polycolbert.models.spec.ModelSpec       (name, dims, query_maxlen, doc_maxlen, notes, ...)
-#   model.name: str
-#   model.dims: tuple[int, ...]                          (e.g. (128, 96, 64))
-#   model.encode_queries(texts: Sequence[str], dimensions: int = 128, batch_size: int = 32)
-#       -> list[np.ndarray]   each float32 [query_maxlen, dimensions], L2-normalised rows
-#   model.encode_documents(texts: Sequence[str], dimensions: int = 128, batch_size: int = 32)
-#       -> list[np.ndarray]   each float32 [n_kept_tokens, dimensions], L2-normalised rows
-#   model.count_tokens(texts, input_type="query"|"document") -> list[int]   (tokens billed, as Jina's usage)
-#   model.info() -> dict                                  (JSON-able description, incl. notes)
-# Bad input (empty string, non-str item, unsupported dimensions) raises ValueError with a message.
+import os
+from collections.abc import Iterable, Sequence
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from polycolbert.encoding import Recipe, TokenizedText, length_sorted_batches
+from polycolbert.models.catalog import DEFAULT_MODEL, resolve
+from polycolbert.models.checkpoint import LoadedCheckpoint, load_checkpoint
+from polycolbert.models.spec import ModelSpec
+
+DType = Literal["auto", "float32", "bfloat16"]
+InputType = Literal["query", "document"]
+RAW = 0  # pseudo-dimension: the backbone's own L2-normalised token states, before any head
+MAX_BATCH_TOKENS = 16384
+
+
+def cpu_supports_bf16() -> bool:
+    """True where bf16 matmuls run natively (AVX512-BF16 or AMX); elsewhere bf16 is slower than fp32."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text(encoding="utf-8")
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    if dtype == "float32":
+        return torch.float32
+    if dtype == "bfloat16":
+        return torch.bfloat16
+    if dtype != "auto":
+        raise ValueError(f"dtype must be auto, float32 or bfloat16; got {dtype!r}")
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
+    return torch.bfloat16 if cpu_supports_bf16() else torch.float32
+
+
+class ColBERT:
+    """A ColBERT-family model ready to encode: backbone, heads, tokenizer and recipe."""
+
+    def __init__(self, loaded: LoadedCheckpoint, dtype: DType = "auto", device: str | None = None):
+        self.spec: ModelSpec = loaded.spec
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.backbone = loaded.backbone.to(self.device).eval()
+        self.heads = loaded.heads.to(self.device).eval()
+        self.tokenizer = loaded.tokenizer
+        self.recipe = Recipe(self.spec, self.tokenizer, loaded.skiplist)
+        self.compute_dtype = resolve_dtype(dtype, self.device)
+
+    @classmethod
+    def load(
+        cls,
+        name_or_path: str | os.PathLike[str] = DEFAULT_MODEL,
+        *,
+        dtype: DType = "auto",
+        device: str | None = None,
+        **overrides: Any,
+    ) -> ColBERT:
+        """Load a model by catalogue name, hub id or folder; ``overrides`` change recipe defaults."""
+        folder = resolve(name_or_path)
+        name = None if Path(os.fspath(name_or_path)).is_dir() else os.fspath(name_or_path)
+        return cls(load_checkpoint(folder, name=name, **overrides), dtype=dtype, device=device)
+
+    # -- description ------------------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def dims(self) -> tuple[int, ...]:
+        return self.spec.dims
+
+    def info(self) -> dict[str, Any]:
+        spec = self.spec
+        return {
+            "name": spec.name,
+            "layout": spec.layout,
+            "backbone": spec.backbone,
+            "hidden_size": spec.hidden_size,
+            "dimensions": list(spec.dims),
+            "trained_head_dimensions": list(spec.head_dims),
+            "default_dimensions": spec.default_dim,
+            "query_maxlen": spec.query_maxlen,
+            "doc_maxlen": spec.doc_maxlen,
+            "max_positions_per_window": spec.max_positions,
+            "attend_to_mask_tokens": spec.attend_to_mask_tokens,
+            "compute_dtype": str(self.compute_dtype).replace("torch.", ""),
+            "license": spec.license,
+            "source": spec.source,
+            "notes": list(spec.notes),
+        }
+
+    def check_dimensions(self, dimensions: int | None) -> int:
+        if dimensions is None:
+            return self.spec.default_dim
+        if isinstance(dimensions, bool) or not isinstance(dimensions, int) or dimensions not in self.dims:
+            offered = ", ".join(str(d) for d in self.dims)
+            raise ValueError(f"dimensions must be one of {offered} for model {self.name}; got {dimensions!r}")
+        return dimensions
+
+    # -- encoding ---------------------------------------------------------------------------------
+    def tokenize(self, texts: Sequence[str], input_type: InputType) -> list[TokenizedText]:
+        if input_type == "query":
+            return self.recipe.tokenize_queries(texts)
+        if input_type == "document":
+            return self.recipe.tokenize_documents(texts)
+        raise ValueError(f"input_type must be 'query' or 'document'; got {input_type!r}")
+
+    def encode_queries(
+        self, texts: Sequence[str], dimensions: int | None = 128, batch_size: int = 32, progress: bool = False
+    ) -> list[np.ndarray]:
+        """One float32 ``[query_maxlen, dimensions]`` array of unit vectors per query."""
+        dim = self.check_dimensions(dimensions)
+        return self.encode_multi(texts, "query", (dim,), batch_size, progress)[dim]
+
+    def encode_documents(
+        self, texts: Sequence[str], dimensions: int | None = 128, batch_size: int = 32, progress: bool = False
+    ) -> list[np.ndarray]:
+        """One float32 ``[kept_tokens, dimensions]`` array of unit vectors per document."""
+        dim = self.check_dimensions(dimensions)
+        return self.encode_multi(texts, "document", (dim,), batch_size, progress)[dim]
+
+    def encode_multi(
+        self,
+        texts: Sequence[str],
+        input_type: InputType,
+        dims: Iterable[int],
+        batch_size: int = 32,
+        progress: bool = False,
+    ) -> dict[int, list[np.ndarray]]:
+        """Several output sizes from one backbone pass; ``RAW`` (0) gives the normalised backbone states."""
+        wanted = tuple(dict.fromkeys(dims))
+        for dim in wanted:
+            if dim != RAW:
+                self.check_dimensions(dim)
+        tokenized = self.tokenize(texts, input_type)
+        return self._run(tokenized, wanted, batch_size, progress)
+
+    def count_tokens(self, texts: Sequence[str], input_type: InputType) -> list[int]:
+        """Tokens each input costs, as Jina's ``usage`` counts them (a query always costs query_maxlen)."""
+        return [t.n_tokens for t in self.tokenize(texts, input_type)]
+
+    def tokenize_document_spans(self, text: str) -> list[tuple[int, int]]:
+        """Character span of each row ``encode_documents`` returns for ``text`` ((0, 0) for special rows)."""
+        return self.recipe.tokenize_documents([text])[0].spans
+
+    def forward_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Backbone token states with gradients (training); callers apply heads and normalise."""
+        return self.backbone(input_ids, attention_mask)
+
+    def _autocast(self) -> Any:
+        if self.compute_dtype == torch.float32:
+            return nullcontext()
+        return torch.autocast(self.device.type, dtype=self.compute_dtype)
+
+    @torch.inference_mode()
+    def _run(
+        self, tokenized: list[TokenizedText], dims: tuple[int, ...], batch_size: int, progress: bool
+    ) -> dict[int, list[np.ndarray]]:
+        outputs = {
+            d: [np.zeros((t.n_rows, d if d != RAW else self.spec.hidden_size), np.float32) for t in tokenized]
+            for d in dims
+        }
+        windows = [(i, w) for i, t in enumerate(tokenized) for w in t.windows]
+        lengths = [len(w.ids) for _, w in windows]
+        batches = list(length_sorted_batches(lengths, batch_size, MAX_BATCH_TOKENS))
+        bar = _progress(progress, sum(lengths))
+        with bar or nullcontext():
+            task = bar.add_task("encoding", total=sum(lengths)) if bar else None
+            for batch in batches:
+                self._run_batch([windows[j] for j in batch], dims, outputs)
+                if bar is not None and task is not None:
+                    bar.advance(task, sum(lengths[j] for j in batch))
+        return outputs
+
+    def _run_batch(self, items: list, dims: tuple[int, ...], outputs: dict[int, list[np.ndarray]]) -> None:
+        width = max(len(w.ids) for _, w in items)
+        ids = torch.full((len(items), width), self.spec.pad_id, dtype=torch.long)
+        attention = torch.zeros((len(items), width), dtype=torch.long)
+        rows_b: list[int] = []
+        rows_s: list[int] = []
+        targets = []  # (text index, output rows, slice of the gathered rows)
+        for b, (text_index, window) in enumerate(items):
+            ids[b, : len(window.ids)] = torch.tensor(window.ids)
+            attention[b, : len(window.attention)] = torch.tensor(window.attention)
+            start = len(rows_s)
+            rows_b += [b] * len(window.source_rows)
+            rows_s += window.source_rows
+            targets.append((text_index, np.asarray(window.target_rows), slice(start, len(rows_s))))
+        with self._autocast():
+            states = self.backbone(ids.to(self.device), attention.to(self.device))
+            rows = states[torch.tensor(rows_b), torch.tensor(rows_s)]
+            for dim in dims:
+                projected = rows if dim == RAW else self.heads(rows, dim)
+                vectors = F.normalize(projected.float(), p=2, dim=-1).cpu().numpy()
+                for text_index, target_rows, taken in targets:
+                    outputs[dim][text_index][target_rows] = vectors[taken]
+
+
+def _progress(enabled: bool, total: int) -> Any:
+    if not enabled or total == 0:
+        return None
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("tokens"),
+        TimeRemainingColumn(),
+        transient=True,
+    )
