@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from polycolbert.eval import exhaustive
+from polycolbert.eval.exhaustive import maxsim_matrix, top_k
+
+
+def naive(queries: list[np.ndarray], docs: list[np.ndarray]) -> np.ndarray:
+    out = np.zeros((len(queries), len(docs)), np.float64)
+    for i, q in enumerate(queries):
+        for j, d in enumerate(docs):
+            if len(d):
+                out[i, j] = sum(max(float(np.dot(qv, dv)) for dv in d) for qv in q)
+    return out
+
+
+def random_sets(rng: np.random.Generator, n: int, lo: int, hi: int, dim: int) -> list[np.ndarray]:
+    sets = []
+    for length in rng.integers(lo, hi, n):
+        v = rng.standard_normal((int(length), dim)).astype(np.float32)
+        sets.append(v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-9))
+    return sets
+
+
+@pytest.mark.parametrize("bucket_docs", [1, 3, 32])
+def test_matches_naive_maxsim_with_ragged_lengths(bucket_docs: int) -> None:
+    rng = np.random.default_rng(1)
+    queries = random_sets(rng, 7, 1, 9, 16)  # ragged queries: padded query rows must add exactly 0
+    docs = random_sets(rng, 23, 1, 40, 16)
+    docs[5] = np.zeros((0, 16), np.float32)  # an empty document scores 0
+    # all-negative similarities: a zero-padded document row would wrongly win the max
+    queries[0] = queries[0][:1].repeat(3, axis=0)
+    docs[7] = -queries[0][:2]
+    got = maxsim_matrix(queries, docs, bucket_docs=bucket_docs)
+    np.testing.assert_allclose(got, naive(queries, docs), atol=1e-4)
+    assert got[0, 7] == pytest.approx(-3.0, abs=1e-5)
+
+
+def test_small_blocks_give_the_same_scores(monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(2)
+    queries, docs = random_sets(rng, 9, 2, 6, 8), random_sets(rng, 11, 1, 12, 8)
+    expected = maxsim_matrix(queries, docs)
+    monkeypatch.setattr(exhaustive, "BLOCK_ELEMENTS", 10)  # one query per block
+    np.testing.assert_allclose(maxsim_matrix(queries, docs), expected, atol=1e-6)
+
+
+def test_progress_callback_counts_every_document() -> None:
+    rng = np.random.default_rng(3)
+    seen: list[int] = []
+    maxsim_matrix(
+        random_sets(rng, 2, 1, 4, 4), random_sets(rng, 10, 1, 5, 4), bucket_docs=4, on_bucket=seen.append
+    )
+    assert seen == [4, 4, 2]
+
+
+def test_dimension_mismatch_is_an_error() -> None:
+    with pytest.raises(ValueError, match=r"must be \[n, 4\]"):
+        maxsim_matrix([np.ones((2, 4), np.float32)], [np.ones((2, 3), np.float32)])
+
+
+def test_top_k_orders_by_score_then_corpus_order() -> None:
+    scores = np.array([[0.1, 0.9, 0.5, 0.9]], np.float32)
+    assert list(top_k(scores, ["a", "b", "c", "d"], 3)[0].items()) == [
+        ("b", pytest.approx(0.9)),
+        ("d", pytest.approx(0.9)),
+        ("c", pytest.approx(0.5)),
+    ]
