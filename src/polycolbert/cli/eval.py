@@ -1,0 +1,122 @@
+"""``polycolbert eval``: retrieval quality of a model against BM25 and the backbone's own embeddings."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from polycolbert.cli.errors import friendly_errors
+from polycolbert.models.catalog import DEFAULT_MODEL
+
+app = typer.Typer()
+
+
+def _load_e5(colbert: Any | None, bf16: bool) -> Any:
+    """The untouched packaged e5 backbone (the reference for dense / colbert-raw)."""
+    from polycolbert.eval.systems import E5Encoder
+
+    try:
+        from polycolbert.models.packaged import load_e5_backbone, load_e5_tokenizer
+    except ImportError:
+        if colbert is None:
+            raise ValueError(
+                "dense / colbert-raw need polycolbert.models.packaged (the e5 backbone)"
+            ) from None
+        return E5Encoder(colbert.backbone, colbert.tokenizer, bf16=bf16, name=f"{colbert.name}-backbone")
+    return E5Encoder(load_e5_backbone(), load_e5_tokenizer(), bf16=bf16, name="multilingual-e5-small")
+
+
+def _print_table(console: Console, results: list[Any]) -> None:
+    from polycolbert.eval.report import average
+
+    systems = list(dict.fromkeys(s for r in results for s in r.metrics))
+    table = Table(title="nDCG@10")
+    table.add_column("dataset")
+    for s in systems:
+        table.add_column(s, justify="right")
+    for r in results:
+        table.add_row(r.name, *(f"{r.metrics[s]['nDCG@10']:.4f}" if s in r.metrics else "-" for s in systems))
+    if len(results) > 1:
+        avg = average(results)
+        table.add_row("average", *(f"{avg[s]['nDCG@10']:.4f}" for s in systems), style="bold")
+    console.print(table)
+
+
+@app.command("eval")
+@friendly_errors
+def eval_command(
+    dataset: Annotated[
+        list[str],
+        typer.Option(
+            help="BEIR folder (corpus.jsonl[.gz], queries.jsonl, qrels/<split>.tsv); "
+            "DIR@en pairs DIR's queries with its -en sibling's corpus, DIR@mixed with every sibling's "
+            "corpus. Repeat for several.",
+        ),
+    ],
+    model: Annotated[str, typer.Option(help="Catalogue name, hub id or checkpoint folder.")] = DEFAULT_MODEL,
+    output: Annotated[
+        Path | None, typer.Option(help="Write report.md, metrics.json, runs/ and plots here.")
+    ] = None,
+    systems: Annotated[
+        str,
+        typer.Option(help="Comma-separated: bm25, dense, colbert-raw, colbert-128, colbert-96, colbert-64."),
+    ] = "all",
+    split: Annotated[str, typer.Option(help="Which qrels/<split>.tsv to score.")] = "test",
+    k: Annotated[int, typer.Option(help="Documents kept per query (Recall@100 needs 100).")] = 100,
+    dtype: Annotated[str, typer.Option(help="auto, float32 or bfloat16 (encoding).")] = "auto",
+    cache_dir: Annotated[
+        Path | None, typer.Option(help="Encoding cache (default: user cache folder).")
+    ] = None,
+) -> None:
+    """Score systems side by side (nDCG@10, Recall@100, MRR@10) on BEIR-layout datasets."""
+    from polycolbert.eval.cache import default_cache_dir
+    from polycolbert.eval.crosslingual import load_spec
+    from polycolbert.eval.harness import E5_SYSTEMS, colbert_dims, evaluate, parse_systems
+    from polycolbert.eval.report import write_report
+
+    chosen = parse_systems(systems)
+    if k < 100:
+        raise ValueError("--k must be at least 100 (Recall@100 is reported)")
+    console = Console(stderr=True)
+    # Read every dataset before any encoding: a broken file should fail in a second, not after minutes.
+    datasets = [load_spec(spec, split=split) for spec in dataset]
+    started = time.perf_counter()
+    need_colbert = bool(colbert_dims(chosen))
+    need_e5 = any(s in chosen for s in E5_SYSTEMS)
+    colbert = None
+    e5 = None
+    if need_colbert or need_e5:
+        from polycolbert.model import ColBERT, cpu_supports_bf16
+
+        bf16 = dtype == "bfloat16" or (dtype == "auto" and cpu_supports_bf16())
+        if need_colbert:
+            colbert = ColBERT.load(model, dtype=dtype)  # type: ignore[arg-type]
+        if need_e5:
+            e5 = _load_e5(colbert, bf16)
+    results = evaluate(
+        datasets,
+        chosen,
+        cache_root=cache_dir or default_cache_dir(),
+        colbert=colbert,
+        e5=e5,
+        k=k,
+        console=console,
+    )
+    _print_table(Console(), results)
+    if output is not None:
+        meta = {
+            "model": colbert.name if colbert is not None else model,
+            "command": "polycolbert " + shlex.join(sys.argv[1:]),
+            "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "wall time": f"{time.perf_counter() - started:.0f} s",
+        }
+        path = write_report(output, results, meta)
+        console.print(f"report written to {path}")

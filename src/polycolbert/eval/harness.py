@@ -1,0 +1,92 @@
+"""One evaluation run: every requested system on every dataset, scored with the same metrics.
+
+The CLI (``polycolbert eval``) only parses options and calls :func:`evaluate`; tests call it directly with
+small models.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from polycolbert.eval.datasets import Dataset
+from polycolbert.eval.metrics import evaluate as score_run
+from polycolbert.eval.report import DatasetResult
+from polycolbert.eval.systems import (
+    ALL_SYSTEMS,
+    COLBERT_DIMS,
+    ColBERTEncoder,
+    E5Encoder,
+    SystemRun,
+    run_bm25,
+    run_vector_systems,
+)
+
+E5_SYSTEMS = ("dense", "colbert-raw")
+
+
+def parse_systems(text: str) -> list[str]:
+    """``"bm25,colbert-128"`` -> ``["bm25", "colbert-128"]``; ``"all"`` -> every system."""
+    if text.strip() == "all":
+        return list(ALL_SYSTEMS)
+    chosen = [s.strip() for s in text.split(",") if s.strip()]
+    unknown = [s for s in chosen if s not in ALL_SYSTEMS]
+    if unknown or not chosen:
+        raise ValueError(
+            f"unknown system(s) {unknown or text!r}; choose from {', '.join(ALL_SYSTEMS)} or 'all'"
+        )
+    return list(dict.fromkeys(chosen))
+
+
+def colbert_dims(systems: Sequence[str]) -> list[int]:
+    return [d for d in COLBERT_DIMS if f"colbert-{d}" in systems]
+
+
+def evaluate(
+    datasets: Sequence[Dataset],
+    systems: Sequence[str],
+    cache_root: Path,
+    colbert: Any | None = None,
+    e5: E5Encoder | None = None,
+    k: int = 100,
+    console: Console | None = None,
+) -> list[DatasetResult]:
+    """Run ``systems`` on each dataset; ``colbert``/``e5`` must be given when their systems are asked for."""
+    dims = colbert_dims(systems)
+    e5_wanted = [s for s in E5_SYSTEMS if s in systems]
+    if dims and colbert is None:
+        raise ValueError("colbert-* systems need a ColBERT model")
+    if e5_wanted and e5 is None:
+        raise ValueError("dense / colbert-raw need the e5 backbone")
+    colbert_encoder = ColBERTEncoder(colbert, dims) if colbert is not None and dims else None
+    if colbert is not None and colbert_encoder is not None and len(colbert_encoder.dims) != len(dims):
+        missing = sorted(set(dims) - set(colbert_encoder.dims))
+        raise ValueError(f"model {colbert.name} does not offer dims {missing}; it offers {colbert.dims}")
+    results = []
+    for dataset in datasets:
+        if console is not None:
+            n_q, n_d = len(dataset.query_ids), len(dataset.corpus_ids)
+            console.print(f"[bold]{dataset.name}[/]: {n_q} queries, {n_d} documents")
+        runs: dict[str, SystemRun] = {}
+        if "bm25" in systems:
+            runs["bm25"] = run_bm25(dataset, k)
+        if e5 is not None and e5_wanted:
+            runs.update(run_vector_systems(dataset, e5, e5_wanted, cache_root, k, console))
+        if colbert_encoder is not None:
+            names = [f"colbert-{d}" for d in dims]
+            runs.update(run_vector_systems(dataset, colbert_encoder, names, cache_root, k, console))
+        ordered = [s for s in systems if s in runs]
+        results.append(
+            DatasetResult(
+                name=dataset.name,
+                metrics={s: score_run(dataset.qrels, runs[s].run) for s in ordered},
+                runs={s: runs[s].run for s in ordered},
+                timings={s: runs[s].timings for s in ordered},
+                n_queries=len(dataset.query_ids),
+                n_documents=len(dataset.corpus_ids),
+            )
+        )
+    return results

@@ -1,0 +1,76 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from polycolbert.cli import eval as eval_cli
+
+
+@pytest.fixture
+def cli() -> typer.Typer:
+    app = typer.Typer()
+    app.registered_commands += eval_cli.app.registered_commands
+
+    @app.callback()
+    def main() -> None:  # a group, so the command is invoked as `eval`, as under `polycolbert`
+        pass
+
+    return app
+
+
+def test_bm25_report(cli: typer.Typer, toy_dataset: Path, tmp_path: Path) -> None:
+    out = tmp_path / "report"
+    args = ["eval", "--dataset", str(toy_dataset), "--systems", "bm25", "--output", str(out)]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    assert "nDCG@10" in result.stdout and "toy-en" in result.stdout
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert list(metrics) == ["bm25"] and metrics["bm25"]["MRR@10"] == 1.0
+    assert (out / "runs" / "bm25.trec").is_file()
+
+
+def test_malformed_dataset_is_a_clear_error_and_writes_nothing(
+    cli: typer.Typer, toy_dataset: Path, tmp_path: Path
+) -> None:
+    path = toy_dataset / "corpus.jsonl"
+    path.write_text(path.read_text() + "{not json\n")
+    out = tmp_path / "report"
+    result = CliRunner().invoke(
+        cli, ["eval", "--dataset", str(toy_dataset), "--systems", "bm25", "--output", str(out)]
+    )
+    assert result.exit_code == 2
+    assert f"{path}:5: not valid JSON" in result.output
+    assert "Traceback" not in result.output
+    assert not out.exists()
+
+
+def test_bad_options(cli: typer.Typer, toy_dataset: Path) -> None:
+    result = CliRunner().invoke(cli, ["eval", "--dataset", str(toy_dataset), "--systems", "tfidf"])
+    assert result.exit_code == 2 and "unknown system" in result.output
+    result = CliRunner().invoke(
+        cli, ["eval", "--dataset", str(toy_dataset), "--systems", "bm25", "--k", "10"]
+    )
+    assert result.exit_code == 2 and "--k must be at least 100" in result.output
+
+
+def test_all_systems_through_the_cli(
+    cli: typer.Typer, toy_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from eval_fixtures import ToyColBERT, tiny_e5_parts
+
+    from polycolbert import model as model_module
+    from polycolbert.eval.systems import ALL_SYSTEMS, E5Encoder
+
+    monkeypatch.setattr(model_module.ColBERT, "load", classmethod(lambda cls, name, **kw: ToyColBERT()))
+    monkeypatch.setattr(eval_cli, "_load_e5", lambda colbert, bf16: E5Encoder(*tiny_e5_parts()))
+    out = tmp_path / "report"
+    args = ["eval", "--dataset", str(toy_dataset), "--output", str(out), "--cache-dir", str(tmp_path / "c")]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    assert list(json.loads((out / "metrics.json").read_text())) == list(ALL_SYSTEMS)
+    assert sorted(p.stem for p in (out / "runs").iterdir()) == sorted(ALL_SYSTEMS)
+    assert "- model: `toy-colbert`" in (out / "report.md").read_text()
