@@ -12,6 +12,7 @@ def test_latin_words_are_lowercased_and_stemmed_in_their_language() -> None:
     assert tokenize("Running, RUNS!", "en") == ["run", "run"]
     assert tokenize("Die Häuser", "de") == ["die", "haus"]
     assert tokenize("Die Häuser", None) == ["die", "häuser"]  # unknown language: no stemming
+    assert tokenize("Πόσος χρόνος", "el") == ["ποσ", "χρον"]  # final sigma kept for the Greek stemmer
 
 
 def test_scripts_without_spaces_become_bigrams() -> None:
@@ -20,6 +21,16 @@ def test_scripts_without_spaces_become_bigrams() -> None:
     assert tokenize("ภาษา", "th") == ["ภา", "าษ", "ษา"]
     # a mixed text keeps its Latin words whole, around the bigrams
     assert tokenize("GPU显卡 test", "zh") == ["gpu", "显卡", "test"]
+
+
+def test_no_empty_terms_even_when_the_stemmer_empties_a_word() -> None:
+    # the Greek Snowball stemmer reduces some short words to "" (seen on XQuAD-el questions)
+    import Stemmer
+
+    assert Stemmer.Stemmer("greek").stemWords(["όταν"]) == [""]
+    assert tokenize("όταν AFC", "el") == ["afc"]
+    index = BM25Index(["the afc game", "a clock"], ["en", "en"])
+    assert index.scores("όταν AFC", "el")[0] > 0
 
 
 def test_marks_stay_inside_words() -> None:

@@ -69,7 +69,9 @@ def _stemmer(language: str | None) -> Stemmer.Stemmer | None:
 
 def tokenize(text: str, language: str | None) -> list[str]:
     """BM25 terms of one text (see the module docstring for the rules)."""
-    text = unicodedata.normalize("NFKC", text).casefold()
+    # lower(), not casefold(): casefold rewrites Greek final sigma and German sharp s, which the
+    # Snowball stemmers of those languages expect to see.
+    text = unicodedata.normalize("NFKC", text).lower()
     stemmer = _stemmer(language)
     words: list[str] = []
     terms: list[str] = []
@@ -87,7 +89,9 @@ def tokenize(text: str, language: str | None) -> list[str]:
             terms.extend(run[i : i + 2] for i in range(len(run) - 1))
     if words:
         terms.extend(stemmer.stemWords(words) if stemmer else words)
-    return terms
+    # Snowball can stem a short word to nothing (Greek does); an empty term would match bm25s's own
+    # placeholder token, so drop it.
+    return [t for t in terms if t]
 
 
 class BM25Index:
