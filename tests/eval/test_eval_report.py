@@ -75,3 +75,27 @@ def test_refuses_to_replace_a_folder_that_is_not_a_report(tmp_path: Path) -> Non
         write_report(precious, [result("toy", 0.5)], {})
     assert (precious / "notes.txt").read_text() == "keep me"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mine"]
+
+
+def test_quality_bars() -> None:
+    def res(name: str, **ndcg: float) -> DatasetResult:
+        return DatasetResult(
+            name, {s.replace("_", "-"): {**METRICS, "nDCG@10": v} for s, v in ndcg.items()}, {}
+        )
+
+    results = [
+        res("a", bm25=0.5, dense=0.6, colbert_raw=0.7, colbert_128=0.70, colbert_96=0.69, colbert_64=0.69),
+        res("b", bm25=0.9, dense=0.6, colbert_raw=0.7, colbert_128=0.80, colbert_96=0.80, colbert_64=0.78),
+    ]
+    bars = {bar: met for bar, met, _ in report.quality_bars(results)}
+    assert bars == {
+        "a: colbert-128 >= bm25": True,
+        "a: colbert-128 >= dense": True,
+        "b: colbert-128 >= bm25": False,  # 0.80 < 0.90
+        "b: colbert-128 >= dense": True,
+        "average: colbert-128 >= dense + 0.03": True,  # 0.75 vs 0.60
+        "average: colbert-128 >= colbert-raw": True,  # 0.75 vs 0.70
+        "average: colbert-64 within 2% of colbert-128": True,  # 0.735 >= 0.98 * 0.75
+        "average: colbert-96 between 64 and 128": True,  # 0.745
+    }
+    assert report.quality_bars([res("c", bm25=0.5)]) == []  # nothing to decide without colbert-128

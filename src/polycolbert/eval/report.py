@@ -88,6 +88,57 @@ def timings_table(result: DatasetResult) -> str:
     return "\n".join(lines)
 
 
+def quality_bars(results: Sequence[DatasetResult], metric: str = "nDCG@10") -> list[tuple[str, bool, str]]:
+    """The bars of ``docs/quality.md`` that these results can decide: ``(bar, met, numbers)``.
+
+    Per dataset: colbert-128 >= bm25 and >= dense. On average: colbert-128 >= dense + 0.03 and
+    >= colbert-raw; colbert-64 within 2% (relative) of colbert-128; colbert-96 between the two.
+    A bar whose systems did not run is left out.
+    """
+    bars: list[tuple[str, bool, str]] = []
+    main = "colbert-128"
+    for r in results:
+        if main not in r.metrics:
+            continue
+        ours = r.metrics[main][metric]
+        for other in ("bm25", "dense"):
+            if other in r.metrics:
+                theirs = r.metrics[other][metric]
+                bars.append((f"{r.name}: {main} >= {other}", ours >= theirs, f"{ours:.4f} vs {theirs:.4f}"))
+    avg = average(results)
+    if main in avg:
+        ours = avg[main][metric]
+        if "dense" in avg:
+            theirs = avg["dense"][metric]
+            bars.append(
+                (f"average: {main} >= dense + 0.03", ours >= theirs + 0.03, f"{ours:.4f} vs {theirs:.4f}")
+            )
+        if "colbert-raw" in avg:
+            theirs = avg["colbert-raw"][metric]
+            bars.append((f"average: {main} >= colbert-raw", ours >= theirs, f"{ours:.4f} vs {theirs:.4f}"))
+        if "colbert-64" in avg:
+            small = avg["colbert-64"][metric]
+            bars.append(
+                (
+                    "average: colbert-64 within 2% of colbert-128",
+                    small >= 0.98 * ours,
+                    f"{small:.4f} vs {ours:.4f}",
+                )
+            )
+            if "colbert-96" in avg:
+                mid = avg["colbert-96"][metric]
+                between = min(small, ours) <= mid <= max(small, ours)
+                bars.append(("average: colbert-96 between 64 and 128", between, f"{mid:.4f}"))
+    return bars
+
+
+def bars_table(results: Sequence[DatasetResult]) -> str:
+    lines = ["| bar | met | numbers |", "| --- | --- | --- |"]
+    for bar, met, numbers in quality_bars(results):
+        lines.append(f"| {bar} | {'yes' if met else '**no**'} | {numbers} |")
+    return "\n".join(lines)
+
+
 def plot_ndcg(results: Sequence[DatasetResult], path: Path, metric: str = "nDCG@10") -> None:
     import matplotlib
 
@@ -154,6 +205,8 @@ def _write_dataset(folder: Path, result: DatasetResult, header: str, plots: bool
     if plots:
         plot_ndcg([result], folder / "ndcg.png")
         parts.append("![nDCG@10 per system](ndcg.png)")
+    if quality_bars([result]):
+        parts += ["## Bars (issue 3)", bars_table([result])]
     if result.timings:
         parts += ["## Timings", timings_table(result)]
     (folder / "report.md").write_text("\n\n".join(parts) + "\n", encoding="utf-8")
@@ -201,6 +254,8 @@ def write_report(output: str | Path, results: Sequence[DatasetResult], meta: Map
             parts = ["# Evaluation", header, "## nDCG@10", ndcg_table(results), "![nDCG@10](ndcg.png)"]
             if plot_matryoshka(results, built / "matryoshka.png"):
                 parts.append("![nDCG@10 against dims](matryoshka.png)")
+            if quality_bars(results):
+                parts += ["## Bars (issue 3)", bars_table(results)]
             for metric in METRIC_NAMES[1:]:
                 parts += [f"## {metric}", ndcg_table(results, metric)]
             parts += ["## Per dataset", *(f"- [{r.name}]({r.name}/report.md)" for r in results)]
