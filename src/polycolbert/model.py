@@ -29,6 +29,7 @@ from polycolbert.models.spec import ModelSpec
 DType = Literal["auto", "float32", "bfloat16"]
 InputType = Literal["query", "document"]
 RAW = 0  # pseudo-dimension: the backbone's own L2-normalised token states, before any head
+STATES = -1  # pseudo-dimension: the backbone's token states as they are (what heads are trained on)
 MAX_BATCH_TOKENS = 16384
 
 
@@ -62,6 +63,7 @@ class ColBERT:
         self.backbone = loaded.backbone.to(self.device).eval()
         self.heads = loaded.heads.to(self.device).eval()
         self.tokenizer = loaded.tokenizer
+        self.checkpoint_extra = loaded.extra  # what the trainer needs to save a derived checkpoint
         self.recipe = Recipe(self.spec, self.tokenizer, loaded.skiplist)
         self.compute_dtype = resolve_dtype(dtype, self.device)
 
@@ -146,10 +148,13 @@ class ColBERT:
         batch_size: int = 32,
         progress: bool = False,
     ) -> dict[int, list[np.ndarray]]:
-        """Several output sizes from one backbone pass; ``RAW`` (0) gives the normalised backbone states."""
+        """Several output sizes from one backbone pass.
+
+        ``RAW`` (0) gives the normalised backbone states, ``STATES`` (-1) the unnormalised ones.
+        """
         wanted = tuple(dict.fromkeys(dims))
         for dim in wanted:
-            if dim != RAW:
+            if dim not in (RAW, STATES):
                 self.check_dimensions(dim)
         tokenized = self.tokenize(texts, input_type)
         return self._run(tokenized, wanted, batch_size, progress)
@@ -176,7 +181,7 @@ class ColBERT:
         self, tokenized: list[TokenizedText], dims: tuple[int, ...], batch_size: int, progress: bool
     ) -> dict[int, list[np.ndarray]]:
         outputs = {
-            d: [np.zeros((t.n_rows, d if d != RAW else self.spec.hidden_size), np.float32) for t in tokenized]
+            d: [np.zeros((t.n_rows, d if d > 0 else self.spec.hidden_size), np.float32) for t in tokenized]
             for d in dims
         }
         windows = [(i, w) for i, t in enumerate(tokenized) for w in t.windows]
@@ -209,8 +214,11 @@ class ColBERT:
             states = self.backbone(ids.to(self.device), attention.to(self.device))
             rows = states[torch.tensor(rows_b), torch.tensor(rows_s)]
             for dim in dims:
-                projected = rows if dim == RAW else self.heads(rows, dim)
-                vectors = F.normalize(projected.float(), p=2, dim=-1).cpu().numpy()
+                if dim == STATES:
+                    vectors = rows.float().cpu().numpy()
+                else:
+                    projected = rows if dim == RAW else self.heads(rows, dim)
+                    vectors = F.normalize(projected.float(), p=2, dim=-1).cpu().numpy()
                 for text_index, target_rows, taken in targets:
                     outputs[dim][text_index][target_rows] = vectors[taken]
 

@@ -166,7 +166,7 @@ def _load_jina(folder: Path) -> LoadedCheckpoint:
         notes=[doc_note],
         **_xlmr_or_bert_specials(tokenizer),
     )
-    return LoadedCheckpoint(spec, backbone, heads, tokenizer)
+    return LoadedCheckpoint(spec, backbone, heads, tokenizer, extra={"backbone_config": config})
 
 
 def _load_stanford(folder: Path) -> LoadedCheckpoint:
@@ -195,7 +195,7 @@ def _load_stanford(folder: Path) -> LoadedCheckpoint:
         source=str(folder),
         **_xlmr_or_bert_specials(tokenizer),
     )
-    return LoadedCheckpoint(spec, backbone, heads, tokenizer)
+    return LoadedCheckpoint(spec, backbone, heads, tokenizer, extra={"backbone_config": config})
 
 
 def _load_pylate(folder: Path) -> LoadedCheckpoint:
@@ -247,7 +247,7 @@ def _load_pylate(folder: Path) -> LoadedCheckpoint:
         source=str(folder),
         **_xlmr_or_bert_specials(tokenizer),
     )
-    return LoadedCheckpoint(spec, backbone, heads, tokenizer, skiplist=skiplist)
+    return LoadedCheckpoint(spec, backbone, heads, tokenizer, skiplist, extra={"backbone_config": config})
 
 
 def _load_polycolbert(folder: Path) -> LoadedCheckpoint:
@@ -268,6 +268,7 @@ def _load_polycolbert(folder: Path) -> LoadedCheckpoint:
         backbone = load_e5_backbone()
         tokenizer = load_e5_tokenizer()
         kind, hidden = "xlm-roberta", int(E5_CONFIG["hidden_size"])
+        extra_config = dict(E5_CONFIG)
         max_positions = _max_positions({**E5_CONFIG, "model_type": "xlm-roberta"})
     elif source == "files":
         kind, config = backbone_info["kind"], backbone_info["config"]
@@ -282,6 +283,7 @@ def _load_polycolbert(folder: Path) -> LoadedCheckpoint:
             backbone = build_hf_backbone(kind, config, state)
         tokenizer = read_tokenizer(folder)
         hidden = int(config["hidden_size"])
+        extra_config = config
         max_positions = _max_positions({**config, "model_type": kind})
     else:
         raise CheckpointError(f"{folder / 'polycolbert.json'}: unknown backbone source {source!r}")
@@ -318,7 +320,8 @@ def _load_polycolbert(folder: Path) -> LoadedCheckpoint:
         notes=list(manifest.get("notes", [])),
         **_xlmr_or_bert_specials(tokenizer),
     )
-    return LoadedCheckpoint(spec, backbone, heads, tokenizer, extra={"manifest": manifest})
+    extra = {"manifest": manifest, "backbone_config": extra_config}
+    return LoadedCheckpoint(spec, backbone, heads, tokenizer, extra=extra)
 
 
 def save_polycolbert_checkpoint(

@@ -1,0 +1,1 @@
+"""Training ColBERT heads (and optionally the backbone): data readers, losses and the loop."""

@@ -1,0 +1,40 @@
+"""Losses for late interaction: in-batch contrastive, KL distillation, and their Matryoshka sum.
+
+Scores are MaxSim sums over query tokens; a temperature turns them into logits (jina-colbert-v2 and
+PyLate both train on such sums).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def maxsim_scores(queries: torch.Tensor, documents: torch.Tensor, doc_mask: torch.Tensor) -> torch.Tensor:
+    """``[B, Lq, d]`` x ``[N, Ld, d]`` (with ``[N, Ld]`` validity) -> ``[B, N]`` MaxSim scores."""
+    sims = torch.einsum("bqd,nkd->bnqk", queries, documents)
+    sims = sims.masked_fill(~doc_mask.bool()[None, :, None, :], float("-inf"))
+    return sims.max(dim=-1).values.sum(dim=-1)
+
+
+def contrastive_loss(scores: torch.Tensor, positives: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Cross-entropy of each query's positive against every document in the batch (and hard negatives)."""
+    return F.cross_entropy(scores / temperature, positives)
+
+
+def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
+    """KL(teacher || student) over each query's candidate list, both as softmax distributions."""
+    return F.kl_div(
+        F.log_softmax(student / temperature, dim=-1),
+        F.log_softmax(teacher / temperature, dim=-1),
+        log_target=True,
+        reduction="batchmean",
+    )
+
+
+def matryoshka_sum(losses: dict[int, torch.Tensor], weights: dict[int, float] | None = None) -> torch.Tensor:
+    """Sum of per-size losses: every head is trained for its own size, jointly (independent heads)."""
+    total = torch.zeros(())
+    for dim, loss in losses.items():
+        total = total + (1.0 if weights is None else weights.get(dim, 1.0)) * loss
+    return total

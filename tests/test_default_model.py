@@ -1,0 +1,110 @@
+"""The packaged default model through the public API: shapes, recipe, windows, bf16, errors, CLI."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from polycolbert import ColBERT
+from polycolbert.cli import app
+from polycolbert.scoring import maxsim
+
+TEXTS = {
+    "en": "The Eiffel Tower is in Paris.",
+    "de": "Der Eiffelturm steht in Paris.",
+    "zh": "埃菲尔铁塔位于巴黎。",
+    "ar": "برج إيفل يقع في باريس.",
+    "hi": "एफिल टॉवर पेरिस में है।",
+}
+
+
+@pytest.fixture(scope="module")
+def model():
+    return ColBERT.load(dtype="float32")
+
+
+def test_info_says_what_the_default_is(model):
+    info = model.info()
+    assert info["name"] == "polycolbert-e5-small" and info["dimensions"] == [128, 96, 64]
+    assert info["query_maxlen"] == 32 and info["doc_maxlen"] == 8192
+    assert any("e5-small" in note for note in info["notes"])
+
+
+@pytest.mark.parametrize("dim", [128, 96, 64])
+def test_shapes_and_unit_norm(model, dim):
+    queries = model.encode_queries(list(TEXTS.values()), dimensions=dim)
+    docs = model.encode_documents(list(TEXTS.values()), dimensions=dim)
+    for q, d, text in zip(queries, docs, TEXTS.values(), strict=True):
+        assert q.shape == (32, dim) and q.dtype == np.float32
+        assert d.shape == (len(model.recipe.tokenize_documents([text])[0].token_ids), dim)
+        assert np.allclose(np.linalg.norm(q, axis=1), 1, atol=1e-5)
+        assert np.allclose(np.linalg.norm(d, axis=1), 1, atol=1e-5)
+
+
+def test_batching_does_not_change_vectors(model):
+    texts = list(TEXTS.values()) + ["short", "a much longer document " * 20]
+    together = model.encode_documents(texts)
+    for text, vectors in zip(texts, together, strict=True):
+        assert np.abs(model.encode_documents([text])[0] - vectors).max() < 1e-4
+
+
+def test_long_document_is_windowed_not_cut(model):
+    text = " ".join(f"Sentence number {i} talks about topic {i % 7}." for i in range(200))
+    [tokenized] = model.recipe.tokenize_documents([text])
+    assert len(tokenized.windows) > 1 and not tokenized.truncated
+    [vectors] = model.encode_documents([text])
+    assert vectors.shape[0] == tokenized.n_rows > 512
+    # A token deep inside the text is encoded from a window where it has context on both sides.
+    assert np.isfinite(vectors).all()
+
+
+def test_same_meaning_scores_higher_across_languages(model):
+    [query] = model.encode_queries(["Where is the Eiffel Tower?"])
+    docs = model.encode_documents([TEXTS["de"], "Die Katze schläft auf dem Sofa."])
+    assert maxsim(query, docs[0]) > maxsim(query, docs[1])
+
+
+def test_bf16_stays_close_to_fp32(model):
+    bf16 = ColBERT.load(dtype="bfloat16")
+    for a, b in zip(
+        model.encode_documents(list(TEXTS.values())), bf16.encode_documents(list(TEXTS.values())), strict=True
+    ):
+        cosine = (a * b).sum(axis=1)
+        assert cosine.min() > 0.98
+
+
+@pytest.mark.parametrize("bad", [0, 100, 256, "128", True, 1.5])
+def test_unsupported_dimensions(model, bad):
+    with pytest.raises(ValueError, match="dimensions must be one of 128, 96, 64"):
+        model.encode_queries(["x"], dimensions=bad)
+
+
+def test_cli_encode_prints_jina_body():
+    result = CliRunner().invoke(
+        app, ["encode", "--input-type", "query", "--dimensions", "64", "hello", "world"]
+    )
+    assert result.exit_code == 0, result.output
+    body = json.loads(result.stdout)
+    assert body["object"] == "list" and body["usage"]["total_tokens"] == 64
+    assert [d["index"] for d in body["data"]] == [0, 1]
+    assert np.array(body["data"][0]["embeddings"]).shape == (32, 64)
+
+
+def test_cli_errors_are_messages_not_tracebacks():
+    runner = CliRunner()
+    result = runner.invoke(app, ["encode", "--dimensions", "100", "hello"])
+    assert result.exit_code == 2 and "dimensions must be one of" in result.stderr
+    result = runner.invoke(app, ["encode", "--embedding-type", "float64", "hello"])
+    assert result.exit_code == 2 and "embedding_type must be one of" in result.stderr
+    result = runner.invoke(app, ["encode", "--model", "/no/such/folder", "hello"])
+    assert result.exit_code == 2 and "no model" in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_cli_models_lists_catalogue():
+    result = CliRunner().invoke(app, ["models", "--json"])
+    names = [row["name"] for row in json.loads(result.stdout)]
+    assert "polycolbert-e5-small" in names and "jina-colbert-v2" in names
