@@ -34,6 +34,22 @@ def test_e5_encoder_matches_unbatched_forward() -> None:
         np.testing.assert_allclose(dense[0], F.normalize(states.mean(0), dim=0).numpy(), atol=1e-5)
 
 
+def test_e5_encoder_ignores_padding_and_truncation_settings_of_a_shared_tokenizer() -> None:
+    backbone, tokenizer = tiny_e5_parts()
+    plain = E5Encoder(backbone, tokenizer)
+    tokenizer.enable_padding(pad_id=1, pad_token="<pad>", length=40)
+    tokenizer.enable_truncation(max_length=3)
+    configured = E5Encoder(backbone, tokenizer)
+    assert tokenizer.padding is not None  # the caller's tokenizer is left as it was
+    texts = ["the cat sat on the warm mat", "why"]
+    with _progress(None) as progress:
+        a = plain.encode(texts, "query", progress)["colbert-raw"]
+        b = configured.encode(texts, "query", progress)["colbert-raw"]
+    assert [len(v) for v in b] == [len(v) for v in a] == [11, 5]  # <s> query : words </s>
+    for x, y in zip(a, b, strict=True):
+        np.testing.assert_allclose(x, y, atol=1e-6)
+
+
 def test_parse_systems() -> None:
     assert parse_systems("all") == list(ALL_SYSTEMS)
     assert parse_systems("colbert-64, bm25,bm25") == ["colbert-64", "bm25"]

@@ -91,7 +91,13 @@ class E5Encoder:
 
     def _ids(self, texts: Sequence[str], side: str) -> list[list[int]]:
         prefix = E5_PREFIX[side]
-        encoded = self.tokenizer.encode_batch([prefix + t for t in texts], add_special_tokens=False)
+        tokenizer = self.tokenizer
+        if getattr(tokenizer, "padding", None) or getattr(tokenizer, "truncation", None):
+            # A shared tokenizer set up to pad or truncate would change our ids; use a plain copy.
+            tokenizer = type(tokenizer).from_str(tokenizer.to_str())
+            tokenizer.no_padding()
+            tokenizer.no_truncation()
+        encoded = tokenizer.encode_batch([prefix + t for t in texts], add_special_tokens=False)
         return [[self.cls_id, *e.ids[: E5_MAX_TOKENS - 2], self.sep_id] for e in encoded]
 
     @torch.inference_mode()
