@@ -127,14 +127,14 @@ class ColBERT:
         raise ValueError(f"input_type must be 'query' or 'document'; got {input_type!r}")
 
     def encode_queries(
-        self, texts: Sequence[str], dimensions: int | None = 128, batch_size: int = 32, progress: bool = False
+        self, texts: Sequence[str], dimensions: int | None = None, batch_size: int = 32, progress: bool = False
     ) -> list[np.ndarray]:
         """One float32 ``[query_maxlen, dimensions]`` array of unit vectors per query."""
         dim = self.check_dimensions(dimensions)
         return self.encode_multi(texts, "query", (dim,), batch_size, progress)[dim]
 
     def encode_documents(
-        self, texts: Sequence[str], dimensions: int | None = 128, batch_size: int = 32, progress: bool = False
+        self, texts: Sequence[str], dimensions: int | None = None, batch_size: int = 32, progress: bool = False
     ) -> list[np.ndarray]:
         """One float32 ``[kept_tokens, dimensions]`` array of unit vectors per document."""
         dim = self.check_dimensions(dimensions)
