@@ -159,6 +159,16 @@ class ColBERT:
         tokenized = self.tokenize(texts, input_type)
         return self._run(tokenized, wanted, batch_size, progress)
 
+    def encode_tokenized(
+        self, tokenized: list[TokenizedText], dims: Iterable[int], batch_size: int = 32
+    ) -> dict[int, list[np.ndarray]]:
+        """Encode texts already prepared by :meth:`tokenize` (the server validates before it queues)."""
+        wanted = tuple(dict.fromkeys(dims))
+        for dim in wanted:
+            if dim not in (RAW, STATES):
+                self.check_dimensions(dim)
+        return self._run(tokenized, wanted, batch_size, False)
+
     def count_tokens(self, texts: Sequence[str], input_type: InputType) -> list[int]:
         """Tokens each input costs, as Jina's ``usage`` counts them (a query always costs query_maxlen)."""
         return [t.n_tokens for t in self.tokenize(texts, input_type)]

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import typer
 
-from polycolbert.cli import encode, train
+from polycolbert.cli import encode, serve, train
+from polycolbert.cli import eval as eval_cli
 
 app = typer.Typer(no_args_is_help=True, help="Multilingual late-interaction retrieval on your own machine.")
-app.registered_commands += encode.app.registered_commands
-app.registered_commands += train.app.registered_commands
+for sub in (serve, encode, train, eval_cli):
+    app.registered_commands += sub.app.registered_commands

@@ -1,0 +1,61 @@
+"""``polycolbert serve``: the Jina-compatible API server (the project's main job)."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from polycolbert.cli.errors import friendly_errors
+
+app = typer.Typer()
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@app.command()
+@friendly_errors
+def serve(
+    model: Annotated[
+        list[str] | None, typer.Option(help="Model to serve: PATH, name or NAME=PATH; repeatable.")
+    ] = None,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    keys_file: Annotated[Path | None, typer.Option(help="File with one API key per line.")] = None,
+    dtype: Annotated[str, typer.Option(help="auto, float32 or bfloat16.")] = "auto",
+    max_queue: Annotated[int, typer.Option(min=1, help="Queued jobs per model before 429.")] = 256,
+    max_batch_tokens: Annotated[int, typer.Option(min=64)] = 32768,
+    batching: Annotated[bool, typer.Option(help="Merge concurrent requests into shared batches.")] = True,
+    aliases: Annotated[bool, typer.Option(help="Answer 'jina-colbert-v2' with the default model.")] = True,
+) -> None:
+    """Serve /v1/multi-vector, /v1/embeddings and /v1/rerank (Jina's API) for local models."""
+    import uvicorn
+
+    from polycolbert.server.app import create_app, load_registry
+    from polycolbert.server.auth import load_keys
+
+    keys = load_keys(keys_file)
+    if not keys and not is_loopback(host):
+        raise ValueError(
+            f"refusing to listen on {host} without API keys: set POLYCOLBERT_API_KEYS or --keys-file, "
+            "or bind to 127.0.0.1"
+        )
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if not keys:
+        logging.getLogger("polycolbert.server").warning(
+            "no API keys configured: serving without authentication on %s (loopback only)", host
+        )
+    registry = load_registry(model or [], dtype, max_queue, max_batch_tokens, batching, aliases)
+    uvicorn.run(
+        create_app(registry, keys), host=host, port=port, timeout_graceful_shutdown=30, log_level="info"
+    )

@@ -1,0 +1,149 @@
+"""``create_app``: the FastAPI application, with auth, request ids, logs, metrics and error shapes.
+
+>>> from polycolbert.server.app import create_app, load_registry
+>>> app = create_app(load_registry([]), keys=[])      # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from polycolbert import __version__
+from polycolbert.server import errors
+from polycolbert.server.auth import check_authorization
+from polycolbert.server.batching import Batcher
+from polycolbert.server.metrics import Metrics
+from polycolbert.server.registry import DEFAULT_ALIASES, Registry
+from polycolbert.server.routes_jina import router as jina_router
+from polycolbert.server.schemas import ModelCard, ModelList
+
+log = logging.getLogger("polycolbert.server")
+
+
+def load_registry(
+    specs: Sequence[str],
+    dtype: str = "auto",
+    max_queue: int = 256,
+    max_batch_tokens: int = 32768,
+    batching: bool = True,
+    aliases: bool = True,
+) -> Registry:
+    """Load ``NAME=PATH`` / ``PATH`` specs plus the default model (always served)."""
+    from polycolbert.model import ColBERT
+    from polycolbert.models.catalog import DEFAULT_MODEL
+
+    registry = Registry(aliases=dict(DEFAULT_ALIASES) if aliases else {})
+    wanted: list[tuple[str | None, str]] = []
+    for spec in specs:
+        head, sep, tail = spec.partition("=")
+        wanted.append((head, tail) if sep else (None, spec))
+    if not any(DEFAULT_MODEL in (label, path) for label, path in wanted):
+        wanted.insert(0, (DEFAULT_MODEL, DEFAULT_MODEL))
+    for label, path in wanted:
+        model = ColBERT.load(path, dtype=dtype)  # type: ignore[arg-type]
+        served_name = label or model.name
+        registry.add(served_name, model, Batcher(model, max_queue, max_batch_tokens, enabled=batching))
+    return registry
+
+
+def create_app(registry: Registry, keys: Sequence[str]) -> FastAPI:
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        registry.close()  # drain queued work before the process exits
+
+    app = FastAPI(
+        title="polycolbert",
+        version=__version__,
+        lifespan=lifespan,
+        description="Jina-compatible multi-vector embeddings and rerank, served from your own machine.",
+    )
+    app.state.registry, app.state.metrics, app.state.keys = registry, metrics, list(keys)
+    app.add_exception_handler(errors.APIError, errors.handle_api_error)
+    app.add_exception_handler(RequestValidationError, errors.handle_validation_error)
+    app.add_exception_handler(StarletteHTTPException, errors.handle_http_error)
+    app.add_exception_handler(Exception, errors.handle_unexpected)
+
+    @app.middleware("http")
+    async def request_context(request: Request, call_next):  # type: ignore[no-untyped-def]
+        request.state.request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+        started = time.perf_counter()
+        route = request.url.path
+        try:
+            if route.startswith("/v1/"):
+                check_authorization(request.headers.get("authorization"), app.state.keys)
+            response = await call_next(request)
+        except errors.APIError as error:
+            response = await errors.handle_api_error(request, error)
+        except Exception as error:  # anything a handler missed is still a well-formed 500, logged
+            response = await errors.handle_unexpected(request, error)
+        elapsed = time.perf_counter() - started
+        response.headers["X-Request-ID"] = request.state.request_id
+        known = route if route in KNOWN_ROUTES else "other"
+        metrics.requests.labels(known, str(response.status_code)).inc()
+        metrics.latency.labels(known).observe(elapsed)
+        log.info(
+            json.dumps(
+                {
+                    "request_id": request.state.request_id,
+                    "method": request.method,
+                    "path": route,
+                    "status": response.status_code,
+                    "ms": round(elapsed * 1000, 2),
+                }
+            )
+        )
+        return response
+
+    app.include_router(jina_router)
+
+    @app.get("/v1/models", response_model=ModelList)
+    async def models() -> ModelList:
+        cards = [ModelCard(id=name, info=served.model.info()) for name, served in registry.models.items()]
+        cards += [
+            ModelCard(id=alias, alias_of=target, info=registry.models[target].model.info())
+            for alias, target in registry.aliases.items()
+            if target in registry.models
+        ]
+        return ModelList(data=cards)
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, object]:
+        return {"status": "ok", "models": sorted(registry.models)}
+
+    @app.get("/metrics")
+    async def prometheus() -> Response:
+        for name, served in registry.models.items():
+            metrics.queue_depth.labels(name).set(served.batcher.depth)
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+KNOWN_ROUTES = {
+    "/v1/multi-vector",
+    "/v1/multi-embeddings",
+    "/v1/embeddings",
+    "/v1/rerank",
+    "/v1/models",
+    "/healthz",
+    "/metrics",
+    "/",
+}
+
+
+def json_error(status: int, detail: str) -> JSONResponse:
+    return JSONResponse({"detail": detail, "code": "ERROR", "request_id": ""}, status_code=status)

@@ -1,0 +1,199 @@
+"""Jina-compatible routes: /v1/multi-vector (alias /v1/multi-embeddings), /v1/embeddings, /v1/rerank."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, ValidationError
+from starlette.concurrency import run_in_threadpool
+
+from polycolbert.formats import to_json_vectors
+from polycolbert.model import InputType
+from polycolbert.scoring import explain_matches, maxsim_many
+from polycolbert.server.batching import QueueFull
+from polycolbert.server.body import parse_body
+from polycolbert.server.errors import APIError
+from polycolbert.server.registry import ServedModel
+from polycolbert.server.schemas import (
+    EmbeddingData,
+    Match,
+    MultiVectorRequest,
+    MultiVectorResponse,
+    RerankRequest,
+    RerankResponse,
+    RerankResult,
+    Usage,
+)
+
+router = APIRouter()
+OPENAPI_BODY = {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}}
+
+
+async def read_request(request: Request, schema: type[BaseModel]) -> Any:
+    """Parse (size, UTF-8, lenient JSON) and validate; validation errors become 422 in Jina's shape."""
+    payload = parse_body(await request.body())
+    try:
+        return schema.model_validate(payload)
+    except ValidationError as error:
+        from fastapi.exceptions import RequestValidationError
+
+        raise RequestValidationError(error.errors(include_url=False)) from None
+
+
+def _served(request: Request, name: str) -> ServedModel:
+    return request.app.state.registry.get(name)
+
+
+def _dimensions(served: ServedModel, dimensions: int | None) -> int:
+    try:
+        return served.model.check_dimensions(dimensions)
+    except ValueError as error:
+        raise APIError(400, "INPUT_INVALID_DIMENSIONS", str(error)) from None
+
+
+async def _tokenize(served: ServedModel, texts: list[str], input_type: InputType):
+    try:
+        return await run_in_threadpool(served.model.tokenize, texts, input_type)
+    except ValueError as error:
+        raise APIError(400, "INPUT_INVALID", str(error)) from None
+
+
+async def _encode(request: Request, served: ServedModel, tokenized, dims: tuple[int, ...]):
+    metrics = request.app.state.metrics
+    try:
+        outputs = await served.batcher.encode(tokenized, dims)
+    except QueueFull:
+        metrics.rejected.labels(served.name).inc()
+        raise APIError(
+            429,
+            "RATE_CONCURRENCY_LIMIT_EXCEEDED",
+            "Server is at capacity; retry shortly",
+            {"Retry-After": "1"},
+        ) from None
+    metrics.tokens.labels(served.name).inc(sum(t.n_tokens for t in tokenized))
+    return outputs
+
+
+async def _multi_vector(request: Request) -> MultiVectorResponse:
+    body: MultiVectorRequest = await read_request(request, MultiVectorRequest)
+    served = _served(request, body.model)
+    dim = _dimensions(served, body.dimensions)
+    texts = body.texts()
+    tokenized = await _tokenize(served, texts, body.input_type or "document")
+    vectors = (await _encode(request, served, tokenized, (dim,)))[dim]
+    kinds = body.kinds()
+    data = []
+    for i, v in enumerate(vectors):
+        value: Any = (
+            to_json_vectors(v, kinds[0]) if len(kinds) == 1 else {k: to_json_vectors(v, k) for k in kinds}
+        )
+        data.append(EmbeddingData(index=i, embeddings=value))
+    return MultiVectorResponse(
+        model=served.name, usage=Usage(total_tokens=sum(t.n_tokens for t in tokenized)), data=data
+    )
+
+
+@router.post(
+    "/v1/multi-vector",
+    response_model=MultiVectorResponse,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": MultiVectorRequest.model_json_schema()}},
+        }
+    },
+)
+async def multi_vector(request: Request) -> MultiVectorResponse:
+    """Token vectors per input (queries: exactly query_maxlen vectors)."""
+    return await _multi_vector(request)
+
+
+@router.post("/v1/multi-embeddings", response_model=MultiVectorResponse, include_in_schema=False)
+async def multi_embeddings(request: Request) -> MultiVectorResponse:
+    return await _multi_vector(request)
+
+
+@router.post(
+    "/v1/embeddings",
+    response_model=MultiVectorResponse,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": MultiVectorRequest.model_json_schema()}},
+        }
+    },
+)
+async def embeddings(request: Request) -> MultiVectorResponse:
+    """Jina's 2026 route: ColBERT models answer with one vector per token, as /v1/multi-vector does."""
+    return await _multi_vector(request)
+
+
+@router.post(
+    "/v1/rerank",
+    response_model=RerankResponse,
+    response_model_exclude_none=True,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": RerankRequest.model_json_schema()}},
+        }
+    },
+)
+async def rerank(request: Request) -> RerankResponse:
+    """Documents ranked by MaxSim against the query; ``return_matches`` shows which tokens matched."""
+    body: RerankRequest = await read_request(request, RerankRequest)
+    served = _served(request, body.model)
+    dim = _dimensions(served, body.dimensions)
+    documents = body.document_texts()
+    query_tok = await _tokenize(served, [body.query_text()], "query")
+    doc_tok = await _tokenize(served, documents, "document")
+    out = await _encode(request, served, query_tok + doc_tok, (dim,))
+    query, doc_vectors = out[dim][0], out[dim][1:]
+    scores = maxsim_many(query, doc_vectors)
+    order = np.argsort(-scores, kind="stable")[: body.top_n or len(documents)]
+    results = []
+    for index in order.tolist():
+        result = RerankResult(index=index, relevance_score=float(scores[index]))
+        if body.return_documents:
+            original = body.documents[index]
+            result.document = (
+                {"text": documents[index]}
+                if isinstance(original, str)
+                else original.model_dump(exclude_none=True)
+            )
+        if body.return_matches:
+            result.matches = _matches(
+                served,
+                body.query_text(),
+                query_tok[0],
+                documents[index],
+                doc_tok[index],
+                query,
+                doc_vectors[index],
+            )
+        results.append(result)
+    usage = Usage(total_tokens=sum(t.n_tokens for t in query_tok + doc_tok))
+    return RerankResponse(model=served.name, usage=usage, results=results)
+
+
+def _matches(served, query_text, query_tok, doc_text, doc_tok, query_vectors, doc_vectors) -> list[Match]:
+    token = served.model.tokenizer.id_to_token
+    found = []
+    for qi, dj, score in explain_matches(query_vectors, doc_vectors):
+        q_start, q_end = query_tok.spans[qi]
+        q_label = query_text[q_start:q_end].strip() if q_end > q_start else token(query_tok.token_ids[qi])
+        d_start, d_end = doc_tok.spans[dj] if dj >= 0 else (0, 0)
+        d_label = doc_text[d_start:d_end].strip() if d_end > d_start else token(doc_tok.token_ids[dj])
+        found.append(
+            Match(
+                query_index=qi,
+                query_token=q_label,
+                document_start=d_start,
+                document_end=d_end,
+                document_token=d_label,
+                score=score,
+            )
+        )
+    return found

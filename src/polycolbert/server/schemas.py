@@ -1,0 +1,113 @@
+"""Request and response bodies, as in Jina's OpenAPI (unknown fields are refused, like Jina's)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
+
+MAX_INPUTS = 512  # Jina's documented per-request list limit
+
+EmbeddingKind = Literal["float", "base64", "binary", "ubinary", "int8", "float16"]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TextDoc(Strict):
+    text: StrictStr
+    id: StrictStr | None = None
+
+
+InputItem = StrictStr | TextDoc
+
+
+class MultiVectorRequest(Strict):
+    model: StrictStr
+    input: Annotated[list[InputItem], Field(min_length=1, max_length=MAX_INPUTS)] | InputItem
+    input_type: Literal["query", "document"] | None = "document"
+    embedding_type: (
+        EmbeddingKind | Annotated[list[EmbeddingKind], Field(min_length=1, max_length=6)] | None
+    ) = "float"
+    dimensions: StrictInt | None = None
+    truncate: StrictBool | None = None  # accepted for client compatibility; we always truncate at doc_maxlen
+
+    def texts(self) -> list[str]:
+        items = self.input if isinstance(self.input, list) else [self.input]
+        return [item if isinstance(item, str) else item.text for item in items]
+
+    def kinds(self) -> list[str]:
+        if self.embedding_type is None:
+            return ["float"]
+        return [self.embedding_type] if isinstance(self.embedding_type, str) else list(self.embedding_type)
+
+
+class EmbeddingData(BaseModel):
+    object: Literal["embeddings"] = "embeddings"
+    index: int
+    embeddings: Any
+
+
+class Usage(BaseModel):
+    total_tokens: int
+
+
+class MultiVectorResponse(BaseModel):
+    model: str
+    object: Literal["list"] = "list"
+    usage: Usage
+    data: list[EmbeddingData]
+
+
+class RerankRequest(Strict):
+    model: StrictStr
+    query: InputItem
+    documents: Annotated[list[InputItem], Field(min_length=1, max_length=MAX_INPUTS)]
+    top_n: Annotated[StrictInt, Field(ge=1)] | None = None
+    return_documents: StrictBool = True
+    return_matches: StrictBool = False
+    truncation: StrictBool | None = None
+    dimensions: StrictInt | None = None
+
+    def query_text(self) -> str:
+        return self.query if isinstance(self.query, str) else self.query.text
+
+    def document_texts(self) -> list[str]:
+        return [d if isinstance(d, str) else d.text for d in self.documents]
+
+
+class Match(BaseModel):
+    query_index: int
+    query_token: str
+    document_start: int
+    document_end: int
+    document_token: str
+    score: float
+
+
+class RerankResult(BaseModel):
+    index: int
+    document: dict[str, Any] | None = None
+    relevance_score: float
+    matches: list[Match] | None = None
+
+
+class RerankResponse(BaseModel):
+    model: str
+    object: Literal["list"] = "list"
+    usage: Usage
+    results: list[RerankResult]
+
+
+class ModelCard(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    owned_by: str = "polycolbert"
+    alias_of: str | None = None
+    info: dict[str, Any]
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelCard]

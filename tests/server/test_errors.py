@@ -1,0 +1,125 @@
+"""Bad input: always a 4xx in Jina's error shape with a message that says what to fix, never a 500."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from polycolbert.server.app import create_app
+from polycolbert.server.body import MAX_BODY_BYTES
+from polycolbert.server.schemas import MAX_INPUTS
+
+OK = {"model": "polycolbert-e5-small", "input": ["hello"]}
+
+
+def check_error(response, status, code=None, words=()):
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body) >= {"detail", "code", "request_id"} and body["request_id"]
+    assert isinstance(body["detail"], str) and body["detail"]
+    if code:
+        assert body["code"] == code
+    for word in words:
+        assert word in body["detail"]
+
+
+@pytest.mark.parametrize(
+    ("payload", "status", "words"),
+    [
+        ({**OK, "colour": "red"}, 422, ["colour"]),
+        ({**OK, "input": []}, 422, ["input"]),
+        ({**OK, "input": ["x"] * (MAX_INPUTS + 1)}, 422, ["input"]),
+        ({**OK, "input": [3]}, 422, ["input"]),
+        ({**OK, "input_type": "passage"}, 422, ["input_type"]),
+        ({**OK, "embedding_type": "float64"}, 422, ["embedding_type"]),
+        ({**OK, "dimensions": "128"}, 422, ["dimensions"]),
+        ({"input": ["x"]}, 422, ["model"]),
+        ({**OK, "input": [""]}, 400, ["empty"]),
+        ({**OK, "input": ["   "]}, 400, ["empty"]),
+        ({**OK, "dimensions": 100}, 400, ["128, 96, 64"]),
+        ({**OK, "model": "nope"}, 400, ["Model 'nope' not found", "polycolbert-e5-small"]),
+    ],
+)
+def test_multi_vector_bad_input(client, payload, status, words):
+    check_error(client.post("/v1/multi-vector", json=payload), status, words=words)
+
+
+@pytest.mark.parametrize(
+    ("payload", "status"),
+    [
+        ({"model": "polycolbert-e5-small", "query": "q", "documents": []}, 422),
+        ({"model": "polycolbert-e5-small", "query": "q", "documents": ["d"], "top_n": 0}, 422),
+        ({"model": "polycolbert-e5-small", "query": "", "documents": ["d"]}, 400),
+        ({"model": "polycolbert-e5-small", "query": "q", "documents": ["d", ""]}, 400),
+        ({"model": "polycolbert-e5-small", "query": 5, "documents": ["d"]}, 422),
+    ],
+)
+def test_rerank_bad_input(client, payload, status):
+    check_error(client.post("/v1/rerank", json=payload), status)
+
+
+def test_body_problems(client):
+    headers = {"Content-Type": "application/json"}
+    check_error(
+        client.post("/v1/multi-vector", content=b'{"model": "x", "input": ["\xff\xfe"]}', headers=headers),
+        400,
+        "INVALID_UTF8",
+    )
+    check_error(client.post("/v1/multi-vector", content=b'{"model": ', headers=headers), 400, "INVALID_JSON")
+    check_error(client.post("/v1/multi-vector", content=b"", headers=headers), 400, "INVALID_JSON")
+    check_error(client.post("/v1/multi-vector", content=b"[1, 2]", headers=headers), 422)
+    big = b'{"model": "polycolbert-e5-small", "input": ["' + b"a" * MAX_BODY_BYTES + b'"]}'
+    check_error(client.post("/v1/multi-vector", content=big, headers=headers), 413, "PAYLOAD_TOO_LARGE")
+    check_error(client.get("/v1/nowhere"), 404)
+
+
+def test_auth(registry, monkeypatch):
+    from fastapi.testclient import TestClient
+
+    app = create_app(registry, keys=["k1", "secret-two"])
+    client = TestClient(app)
+    check_error(client.post("/v1/multi-vector", json=OK), 401, "AUTH_MISSING_API_KEY")
+    check_error(
+        client.post("/v1/multi-vector", json=OK, headers={"Authorization": "Bearer wrong"}),
+        401,
+        "AUTH_INVALID_API_KEY",
+    )
+    check_error(
+        client.post("/v1/multi-vector", json=OK, headers={"Authorization": "Basic k1"}),
+        401,
+        "AUTH_INVALID_FORMAT",
+    )
+    ok = client.post("/v1/multi-vector", json=OK, headers={"Authorization": "Bearer secret-two"})
+    assert ok.status_code == 200
+    assert client.get("/healthz").status_code == 200  # probes need no key
+
+
+def test_full_queue_answers_429_with_retry_after(registry, monkeypatch):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from fastapi.testclient import TestClient
+
+    from polycolbert.server.batching import Batcher
+    from polycolbert.server.registry import Registry
+
+    served = registry.get("polycolbert-e5-small")
+    slow = Batcher(served.model, max_queue=1, enabled=False)
+    original = served.model.encode_tokenized
+
+    def slowly(*args, **kwargs):
+        time.sleep(0.5)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(slow, "model", type("Slow", (), {"encode_tokenized": staticmethod(slowly)})())
+    small = Registry()
+    small.add("polycolbert-e5-small", served.model, slow)
+    client = TestClient(create_app(small, keys=[]))
+    with ThreadPoolExecutor(6) as pool:
+        responses = list(pool.map(lambda _: client.post("/v1/multi-vector", json=OK), range(6)))
+    statuses = sorted(r.status_code for r in responses)
+    assert 200 in statuses and 429 in statuses and all(s in (200, 429) for s in statuses)
+    refused = next(r for r in responses if r.status_code == 429)
+    assert refused.headers["Retry-After"] == "1"
+    check_error(refused, 429, "RATE_CONCURRENCY_LIMIT_EXCEEDED")
+    slow.close()
