@@ -99,3 +99,6 @@ def test_quality_bars() -> None:
         "average: colbert-96 between 64 and 128": True,  # 0.745
     }
     assert report.quality_bars([res("c", bm25=0.5)]) == []  # nothing to decide without colbert-128
+    # a cross-lingual pool is reported but does not enter the bars when evaluation sets ran
+    pool = res("a@en", bm25=0.1, dense=0.9, colbert_128=0.1)
+    assert {bar for bar, _, _ in report.quality_bars([*results, pool])} == set(bars)
