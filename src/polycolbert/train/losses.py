@@ -10,10 +10,18 @@ import torch
 import torch.nn.functional as F
 
 
-def maxsim_scores(queries: torch.Tensor, documents: torch.Tensor, doc_mask: torch.Tensor) -> torch.Tensor:
-    """``[B, Lq, d]`` x ``[N, Ld, d]`` (with ``[N, Ld]`` validity) -> ``[B, N]`` MaxSim scores."""
+def maxsim_scores(
+    queries: torch.Tensor, documents: torch.Tensor, doc_mask: torch.Tensor | None = None
+) -> torch.Tensor:
+    """``[B, Lq, d]`` x ``[N, Ld, d]`` -> ``[B, N]`` MaxSim scores.
+
+    ``doc_mask`` marks real rows; pass None when padding rows repeat a real row of their document
+    (as :func:`polycolbert.train.trainer.pad_rows` does), which leaves every max unchanged and saves a
+    masking pass over the largest tensor of the step.
+    """
     sims = torch.einsum("bqd,nkd->bnqk", queries, documents)
-    sims = sims.masked_fill(~doc_mask.bool()[None, :, None, :], float("-inf"))
+    if doc_mask is not None:
+        sims = sims.masked_fill(~doc_mask.bool()[None, :, None, :], float("-inf"))
     return sims.max(dim=-1).values.sum(dim=-1)
 
 

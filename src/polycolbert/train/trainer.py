@@ -94,11 +94,13 @@ class StateCache:
 
 
 def pad_rows(rows: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stack variable-length row sets; padding repeats each set's first row, so MaxSim needs no mask."""
     width = max(len(r) for r in rows)
-    out = torch.zeros(len(rows), width, rows[0].shape[-1], dtype=torch.float32)
+    out = torch.empty(len(rows), width, rows[0].shape[-1], dtype=torch.float32)
     mask = torch.zeros(len(rows), width, dtype=torch.bool)
     for i, r in enumerate(rows):
         out[i, : len(r)] = r.float()
+        out[i, len(r) :] = r[0].float()
         mask[i, : len(r)] = True
     return out, mask
 
@@ -144,6 +146,10 @@ class Trainer:
             raise ValueError(f"dims must be positive; got {config.dims}")
         self.config = config
         self.examples = examples
+        by_source: dict[str, list[TrainingExample]] = {}
+        for example in examples:
+            by_source.setdefault(example.source, []).append(example)
+        self.sources = [by_source[name] for name in sorted(by_source)]
         self.rank, self.world = _distributed()
         _seed_everything(config.seed + self.rank)
         device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -216,8 +222,10 @@ class Trainer:
 
     # -- steps ------------------------------------------------------------------------------------------
     def _batch(self, generator: random.Random) -> list[TrainingExample]:
-        size = min(self.config.batch_size, len(self.examples))
-        return generator.sample(self.examples, size)
+        """Examples from one source (chosen in proportion to its size): same language and similar
+        lengths, so in-batch negatives are harder and padding is small."""
+        source = generator.choices(self.sources, weights=[len(g) for g in self.sources])[0]
+        return generator.sample(source, min(self.config.batch_size, len(source)))
 
     def _encode_batch(self, batch: list[TrainingExample]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         documents = [e.positive for e in batch] + [n for e in batch for n in e.negatives]
@@ -245,12 +253,13 @@ class Trainer:
             mask = torch.zeros(len(rows), width, dtype=torch.bool, device=self.device)
             for i, r in enumerate(rows):
                 padded[i, : len(r)] = r
+                padded[i, len(r) :] = r[0]  # repeat a real row: MaxSim needs no mask
                 mask[i, : len(r)] = True
             outputs.append((padded, mask))
         return outputs[0][0], outputs[1][0], outputs[1][1]
 
     def loss(self, batch: list[TrainingExample]) -> tuple[torch.Tensor, dict[str, float]]:
-        q_states, d_states, d_mask = self._encode_batch(batch)
+        q_states, d_states, _ = self._encode_batch(batch)
         n = len(batch)
         positives = torch.arange(n, device=self.device)
         negative_columns = []
@@ -265,11 +274,11 @@ class Trainer:
             with torch.no_grad():
                 tq = F.normalize(q_states - self.state_mean, dim=-1)
                 td = F.normalize(d_states - self.state_mean, dim=-1)
-                teacher_inbatch = maxsim_scores(tq, td, d_mask)
+                teacher_inbatch = maxsim_scores(tq, td)
         for dim in self.config.dims:
             q = F.normalize(self.heads(q_states, dim), dim=-1)
             d = F.normalize(self.heads(d_states, dim), dim=-1)
-            scores = maxsim_scores(q, d, d_mask)
+            scores = maxsim_scores(q, d)
             loss = contrastive_loss(scores, positives, self.config.temperature)
             teacher_rows = [i for i, e in enumerate(batch) if e.teacher_scores is not None]
             if teacher_rows and self.config.distill_weight > 0:
