@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -323,6 +324,9 @@ class Trainer:
             self.step += 1
             if self.step % config.log_every == 0 or self.step == config.steps:
                 self.history.append({"step": self.step, "seconds": time.perf_counter() - started, **logs})
+                if bar is not None and not bar.console.is_terminal:  # logs and CI get lines, not a bar
+                    losses = " ".join(f"{k}={v:.3f}" for k, v in logs.items())
+                    print(f"step {self.step}/{config.steps} {losses}", file=sys.stderr, flush=True)
             if bar is not None:
                 bar.advance(task)
             if self.step % config.save_every == 0 and self.step < config.steps:
