@@ -1,7 +1,9 @@
 """Standard BERT / XLM-R encoders, taken from ``transformers`` rather than written again.
 
-Built on the meta device and filled with ``assign=True``, so memory-mapped safetensors stay memory-mapped
-and weights are never held twice (a 250k-row XLM-R embedding is 384 MB even for a small model).
+Built on the meta device and filled with ``load_state_dict(assign=True)``, so the module's parameters
+*are* the given tensors: memory-mapped safetensors stay memory-mapped and weights are never held twice
+(a 250k-row XLM-R embedding is 384 MB even for a small model). float32 tensors are taken as they are;
+others are cast to float32 (that one copy is unavoidable).
 """
 
 from __future__ import annotations
@@ -13,11 +15,19 @@ import torch
 from torch import nn
 
 HFKind = Literal["bert", "xlm-roberta"]
+# Prefixes that wrapper models (BertForMaskedLM, ColBERT checkpoints, sentence-transformers) put in front.
 PREFIXES = {"bert": "bert.", "xlm-roberta": "roberta."}
+# Tensors that belong to something else in the same checkpoint: the pooler, ColBERT's linear head.
+IGNORED_PREFIXES = ("pooler.", "linear.")
+CONFIG_KEYS_IGNORED = ("architectures", "auto_map", "transformers_version")
 
 
 class HFBackbone(nn.Module):
-    """``forward(input_ids, attention_mask) -> last hidden state``, whatever transformers model is inside."""
+    """``forward(input_ids, attention_mask) -> last hidden state [B, S, hidden]``.
+
+    ``max_positions`` is how many tokens one forward pass can take (XLM-R spends two of its position
+    rows on the padding offset, so 514 rows give 512 positions).
+    """
 
     def __init__(self, model: nn.Module, hidden_size: int, max_positions: int | None):
         super().__init__()
@@ -29,28 +39,31 @@ class HFBackbone(nn.Module):
         return self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
 
     def state_dict_for_checkpoint(self) -> dict[str, torch.Tensor]:
-        return {k: v for k, v in self.model.state_dict().items()}
+        """The weights under transformers' own names (no ``model.`` prefix), as checkpoints store them."""
+        return dict(self.model.state_dict())
 
 
-def _config(kind: HFKind, config: Mapping[str, Any]):
+def _config(kind: HFKind, config: Mapping[str, Any]) -> Any:
     from transformers import BertConfig, XLMRobertaConfig
 
-    known = {
-        k: v for k, v in config.items() if k not in ("architectures", "auto_map", "transformers_version")
-    }
+    known = {k: v for k, v in config.items() if k not in CONFIG_KEYS_IGNORED}
     cls = BertConfig if kind == "bert" else XLMRobertaConfig
     built = cls(**known)
-    built._attn_implementation = "sdpa"
+    built._attn_implementation = "sdpa"  # the fused kernel; same numbers as eager to ~1e-6
     return built
 
 
 def _clean_state(kind: HFKind, state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     prefix = PREFIXES[kind]
-    cleaned = {}
+    cleaned: dict[str, torch.Tensor] = {}
+    origin: dict[str, str] = {}
     for key, tensor in state.items():
         name = key.removeprefix("model.").removeprefix(prefix)
-        if name.startswith(("pooler.", "linear.")) or name.endswith("position_ids"):
+        if name.startswith(IGNORED_PREFIXES) or name.endswith("position_ids"):
             continue
+        if name in cleaned:
+            raise ValueError(f"{kind} weights name {name} twice (as {origin[name]} and {key}); keep one")
+        origin[name] = key
         cleaned[name] = tensor.float() if tensor.is_floating_point() else tensor
     return cleaned
 
@@ -58,7 +71,21 @@ def _clean_state(kind: HFKind, state: Mapping[str, torch.Tensor]) -> dict[str, t
 def build_hf_backbone(
     kind: HFKind, config: Mapping[str, Any], state_dict: Mapping[str, torch.Tensor]
 ) -> HFBackbone:
-    """A transformers BERT / XLM-R encoder (no pooler) holding ``state_dict``'s weights in float32."""
+    """A transformers BERT / XLM-R encoder (no pooler, SDPA attention, eval mode) holding ``state_dict``.
+
+    ``config`` is a ``config.json`` as a dict; ``state_dict`` may carry the ``bert.`` / ``roberta.``
+    prefix or not, and may include ``pooler.*`` (ignored).
+
+    >>> from transformers import BertConfig, BertModel
+    >>> config = dict(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+    ...               intermediate_size=32, max_position_embeddings=24)
+    >>> reference = BertModel(BertConfig(**config))
+    >>> backbone = build_hf_backbone("bert", config, reference.state_dict())
+    >>> backbone(torch.tensor([[2, 7, 3]]), torch.ones(1, 3, dtype=torch.long)).shape
+    torch.Size([1, 3, 16])
+    """
+    if kind not in PREFIXES:
+        raise ValueError(f"unknown backbone kind {kind!r}; expected one of {sorted(PREFIXES)}")
     from transformers import BertModel, XLMRobertaModel
 
     hf_config = _config(kind, config)
@@ -66,14 +93,21 @@ def build_hf_backbone(
     with torch.device("meta"):
         model = model_cls(hf_config, add_pooling_layer=False)
     state = _clean_state(kind, state_dict)
-    expected = set(model.state_dict())
-    missing = sorted(expected - set(state))
-    unexpected = sorted(set(state) - expected)
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
     if missing or unexpected:
         raise ValueError(
             f"{kind} weights do not fit the config: missing {missing[:6]} ({len(missing)} in all), "
             f"unexpected {unexpected[:6]} ({len(unexpected)} in all)"
         )
+    wrong = [
+        f"{k}: {tuple(state[k].shape)} vs {tuple(v.shape)}"
+        for k, v in expected.items()
+        if v.shape != state[k].shape
+    ]
+    if wrong:
+        raise ValueError(f"{kind} weights have shapes the config does not (weights vs config): {wrong[:4]}")
     model.load_state_dict(state, assign=True, strict=True)
     # Buffers that are not in checkpoints (token_type_ids, position_ids) are still on the meta device.
     for module in model.modules():
@@ -81,10 +115,9 @@ def build_hf_backbone(
             if buffer.is_meta:
                 module.register_buffer(name, torch.zeros(buffer.shape, dtype=buffer.dtype), persistent=False)
     _reset_position_buffers(model, hf_config)
-    model.eval()
     rows = int(hf_config.max_position_embeddings)
     usable = rows - (int(hf_config.pad_token_id) + 1 if kind == "xlm-roberta" else 0)
-    return HFBackbone(model, int(hf_config.hidden_size), usable)
+    return HFBackbone(model, int(hf_config.hidden_size), usable).eval()
 
 
 def _reset_position_buffers(model: nn.Module, config: Any) -> None:
