@@ -1,0 +1,1 @@
+"""Drop-in layers for code written against Stanford ColBERT or RAGatouille (thin wrappers)."""
