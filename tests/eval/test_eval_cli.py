@@ -74,3 +74,19 @@ def test_all_systems_through_the_cli(
     assert list(json.loads((out / "metrics.json").read_text())) == list(ALL_SYSTEMS)
     assert sorted(p.stem for p in (out / "runs").iterdir()) == sorted(ALL_SYSTEMS)
     assert "- model: `toy-colbert`" in (out / "report.md").read_text()
+
+
+def test_unusable_output_is_refused_before_any_work(
+    cli: typer.Typer, toy_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from polycolbert.eval import harness
+
+    monkeypatch.setattr(
+        harness, "evaluate", lambda *a, **k: pytest.fail("evaluated before checking --output")
+    )
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep")
+    args = ["eval", "--dataset", str(toy_dataset), "--systems", "bm25", "--output", str(tmp_path / "mine")]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2 and "not a polycolbert eval report" in result.output
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep"

@@ -80,11 +80,13 @@ def eval_command(
     from polycolbert.eval.cache import default_cache_dir
     from polycolbert.eval.crosslingual import load_spec
     from polycolbert.eval.harness import E5_SYSTEMS, colbert_dims, evaluate, parse_systems
-    from polycolbert.eval.report import write_report
+    from polycolbert.eval.report import check_output, write_report
 
     chosen = parse_systems(systems)
     if k < 100:
         raise ValueError("--k must be at least 100 (Recall@100 is reported)")
+    if output is not None:
+        check_output(output)
     console = Console(stderr=True)
     # Read every dataset before any encoding: a broken file should fail in a second, not after minutes.
     datasets = [load_spec(spec, split=split) for spec in dataset]

@@ -216,7 +216,9 @@ def _write_dataset(folder: Path, result: DatasetResult, header: str, plots: bool
     (folder / MARKER).write_text("", encoding="utf-8")
 
 
-def _replace(output: Path, built: Path) -> None:
+def check_output(output: str | Path) -> None:
+    """Refuse, before any work, an ``--output`` that exists and is neither empty nor an earlier report."""
+    output = Path(output)
     if output.exists():
         if not output.is_dir():
             raise ValueError(f"{output}: exists and is not a folder; choose another --output")
@@ -225,6 +227,11 @@ def _replace(output: Path, built: Path) -> None:
                 f"{output}: folder is not empty and is not a polycolbert eval report; "
                 "choose an empty or new --output folder"
             )
+
+
+def _replace(output: Path, built: Path) -> None:
+    if output.exists():
+        check_output(output)
         old = output.with_name(f".{output.name}.old-{os.getpid()}")
         os.rename(output, old)
         os.rename(built, output)
