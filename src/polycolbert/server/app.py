@@ -12,10 +12,11 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from importlib import resources
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -119,6 +120,12 @@ def create_app(registry: Registry, keys: Sequence[str]) -> FastAPI:
             if target in registry.models
         ]
         return ModelList(data=cards)
+
+    @app.get("/", include_in_schema=False)
+    async def playground() -> HTMLResponse:
+        """The web playground: rank pasted documents or an index, see which tokens matched."""
+        page = resources.files("polycolbert.server").joinpath("static/playground.html")
+        return HTMLResponse(page.read_text(encoding="utf-8"))
 
     @app.get("/healthz")
     async def healthz() -> dict[str, object]:
