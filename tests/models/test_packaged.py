@@ -32,8 +32,9 @@ def loaded(tmp_path_factory):
     cache = tmp_path_factory.mktemp("cache")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("POLYCOLBERT_CACHE", str(cache))
-        backbone = packaged.load_e5_backbone()
-    return backbone, packaged.load_e5_tokenizer(), cache
+        tokenizer = packaged.load_e5_tokenizer()
+        backbone = packaged.load_e5_backbone(tokenizer)  # seeds the markers with this tokenizer
+    return backbone, tokenizer, cache
 
 
 def mean_pooled(backbone, tokenizer, texts):

