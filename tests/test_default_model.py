@@ -108,3 +108,10 @@ def test_cli_models_lists_catalogue():
     result = CliRunner().invoke(app, ["models", "--json"])
     names = [row["name"] for row in json.loads(result.stdout)]
     assert "polycolbert-e5-small" in names and "jina-colbert-v2" in names
+
+
+def test_default_queries_repeat_real_token_vectors(model):
+    [query] = model.encode_queries(["Where is the Eiffel Tower?"])
+    n = len(model.recipe.tokenize_queries(["Where is the Eiffel Tower?"])[0].windows[0].ids)
+    assert model.spec.query_padding == "repeat"
+    assert np.allclose(query[n : 2 * n], query[:n]) and query.shape == (32, 128)

@@ -168,3 +168,24 @@ def test_length_sorted_batches_respect_limits():
     assert sorted(i for b in batches for i in b) == list(range(6))
     for batch in batches:
         assert (len(batch) <= 2 and max(lengths[i] for i in batch) * len(batch) <= 300) or len(batch) == 1
+
+
+def test_repeat_padding_cycles_real_token_rows(xlmr_tok):
+    spec = ModelSpec(
+        name="t",
+        layout="polycolbert",
+        backbone="xlm-roberta",
+        hidden_size=8,
+        head_dims=(128,),
+        query_marker_id=QUERY_MARKER,
+        doc_marker_id=DOC_MARKER,
+        query_padding="repeat",
+    )
+    [query] = Recipe(spec, xlmr_tok).tokenize_queries(["Hello World"])
+    [window] = query.windows
+    pieces = xlmr_tok.encode("Hello World", add_special_tokens=False).ids
+    assert window.ids == [0, QUERY_MARKER, *pieces, 2] and MASK not in window.ids
+    n = len(window.ids)
+    assert query.n_rows == 32 and window.source_rows == [i % n for i in range(32)]
+    assert query.token_ids == [window.ids[i % n] for i in range(32)]
+    assert query.n_tokens == 32

@@ -4,7 +4,9 @@ It follows Stanford ColBERT's ``QueryTokenizer`` / ``DocTokenizer`` / ``ColBERT.
 jina-colbert-v2 documents Stanford ColBERT as its reference path:
 
 * query: ``<s> [QueryMarker] tokens </s>`` cut to ``query_maxlen``, then padded with ``<mask>`` (attended
-  to when the checkpoint says so), so a query is always exactly ``query_maxlen`` vectors;
+  to when the checkpoint says so), so a query is always exactly ``query_maxlen`` vectors (models whose
+  backbone never learnt ``<mask>`` expansion may instead repeat their real token vectors:
+  ``ModelSpec.query_padding``);
 * document: ``<s> [DocumentMarker] tokens </s>`` cut to ``doc_maxlen``; rows whose id is in the punctuation
   skiplist are dropped. The skiplist is built the way Stanford builds it (first id of each
   ``string.punctuation`` symbol), not written by hand, because for SentencePiece vocabularies that
@@ -118,9 +120,18 @@ class Recipe:
             kept = ids[:room]
             seq = [*head, *kept, spec.sep_id]
             n_real = len(seq)
+            real_spans = [(0, 0)] * len(head) + offsets[: len(kept)] + [(0, 0)]
+            if spec.query_padding == "repeat":
+                # Only real tokens go in; output row i is real token i mod n (still query_maxlen rows).
+                rows = [i % n_real for i in range(maxlen)]
+                window = Window(seq, [1] * n_real, rows, list(range(maxlen)))
+                spans = [real_spans[r] for r in rows]
+                token_ids = [seq[r] for r in rows]
+                result.append(TokenizedText([window], maxlen, spans, maxlen, len(ids) > room, token_ids))
+                continue
             seq += [spec.mask_id] * (maxlen - n_real)
             attention = [1] * maxlen if spec.attend_to_mask_tokens else [1] * n_real + [0] * (maxlen - n_real)
-            spans = [(0, 0)] * len(head) + offsets[: len(kept)] + [(0, 0)] * (maxlen - len(head) - len(kept))
+            spans = real_spans + [(0, 0)] * (maxlen - n_real)
             window = Window(seq, attention, list(range(maxlen)), list(range(maxlen)))
             result.append(TokenizedText([window], maxlen, spans, maxlen, len(ids) > room, seq))
         return result

@@ -104,6 +104,7 @@ class ColBERT:
             "doc_maxlen": spec.doc_maxlen,
             "max_positions_per_window": spec.max_positions,
             "attend_to_mask_tokens": spec.attend_to_mask_tokens,
+            "query_padding": spec.query_padding,
             "compute_dtype": str(self.compute_dtype).replace("torch.", ""),
             "license": spec.license,
             "source": spec.source,
@@ -127,14 +128,22 @@ class ColBERT:
         raise ValueError(f"input_type must be 'query' or 'document'; got {input_type!r}")
 
     def encode_queries(
-        self, texts: Sequence[str], dimensions: int | None = None, batch_size: int = 32, progress: bool = False
+        self,
+        texts: Sequence[str],
+        dimensions: int | None = None,
+        batch_size: int = 32,
+        progress: bool = False,
     ) -> list[np.ndarray]:
         """One float32 ``[query_maxlen, dimensions]`` array of unit vectors per query."""
         dim = self.check_dimensions(dimensions)
         return self.encode_multi(texts, "query", (dim,), batch_size, progress)[dim]
 
     def encode_documents(
-        self, texts: Sequence[str], dimensions: int | None = None, batch_size: int = 32, progress: bool = False
+        self,
+        texts: Sequence[str],
+        dimensions: int | None = None,
+        batch_size: int = 32,
+        progress: bool = False,
     ) -> list[np.ndarray]:
         """One float32 ``[kept_tokens, dimensions]`` array of unit vectors per document."""
         dim = self.check_dimensions(dimensions)

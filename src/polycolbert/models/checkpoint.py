@@ -21,7 +21,7 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, TypedDict, cast
+from typing import Any, Literal, TypedDict, cast
 
 import torch
 from safetensors.torch import save_file
@@ -265,8 +265,8 @@ def _load_polycolbert(folder: Path) -> LoadedCheckpoint:
     if source == "packaged:multilingual-e5-small":
         from polycolbert.models.packaged import E5_CONFIG, load_e5_backbone, load_e5_tokenizer
 
-        backbone = load_e5_backbone()
         tokenizer = load_e5_tokenizer()
+        backbone: nn.Module = load_e5_backbone(tokenizer)
         kind, hidden = "xlm-roberta", int(E5_CONFIG["hidden_size"])
         extra_config = dict(E5_CONFIG)
         max_positions = _max_positions({**E5_CONFIG, "model_type": "xlm-roberta"})
@@ -313,6 +313,7 @@ def _load_polycolbert(folder: Path) -> LoadedCheckpoint:
         query_marker_id=token_id(tokenizer, recipe.get("query_marker", "[QueryMarker]")),
         doc_marker_id=token_id(tokenizer, recipe.get("doc_marker", "[DocumentMarker]")),
         attend_to_mask_tokens=bool(recipe.get("attend_to_mask_tokens", True)),
+        query_padding=_query_padding(recipe.get("query_padding", "mask")),
         mask_punctuation=bool(recipe.get("mask_punctuation", True)),
         max_positions=max_positions,
         license=str(manifest.get("license", "unknown")),
@@ -322,6 +323,12 @@ def _load_polycolbert(folder: Path) -> LoadedCheckpoint:
     )
     extra = {"manifest": manifest, "backbone_config": extra_config}
     return LoadedCheckpoint(spec, backbone, heads, tokenizer, extra=extra)
+
+
+def _query_padding(value: Any) -> Literal["mask", "repeat"]:
+    if value not in ("mask", "repeat"):
+        raise CheckpointError(f"recipe.query_padding must be 'mask' or 'repeat'; got {value!r}")
+    return value  # type: ignore[no-any-return]
 
 
 def save_polycolbert_checkpoint(

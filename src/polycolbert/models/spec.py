@@ -40,6 +40,10 @@ class ModelSpec:
     pad_id: int = 1
     mask_id: int = 250001
     attend_to_mask_tokens: bool = True
+    # How a short query becomes query_maxlen vectors: "mask" pads the input with <mask> tokens and encodes
+    # them (Stanford / jina query augmentation, for models trained that way); "repeat" encodes only the
+    # real tokens and cycles their vectors, for backbones never trained on <mask> expansion (e5).
+    query_padding: Literal["mask", "repeat"] = "mask"
     mask_punctuation: bool = True
     max_positions: int | None = None  # None: no absolute position table (rotary)
     similarity: Literal["cosine", "l2"] = "cosine"

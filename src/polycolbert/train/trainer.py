@@ -397,6 +397,7 @@ class Trainer:
                 "query_marker": token(spec.query_marker_id) if spec.query_marker_id is not None else None,
                 "doc_marker": token(spec.doc_marker_id) if spec.doc_marker_id is not None else None,
                 "attend_to_mask_tokens": spec.attend_to_mask_tokens,
+                "query_padding": spec.query_padding,
                 "mask_punctuation": spec.mask_punctuation,
             },
             "license": spec.license,
