@@ -114,10 +114,13 @@ def pca_heads(
     Centring removes the shared direction that makes raw transformer token vectors anisotropic (mean
     cosine 0.66 for e5-small), which matters most for cross-lingual matching; the bias carries it.
     """
-    rows = torch.cat([*cache.queries.values(), *cache.documents.values()]).float()
+    tables = [*cache.queries.values(), *cache.documents.values()]
+    total = sum(len(t) for t in tables)
     generator = torch.Generator().manual_seed(seed)
-    if len(rows) > sample_rows:
-        rows = rows[torch.randperm(len(rows), generator=generator)[:sample_rows]]
+    keep = min(1.0, sample_rows / max(total, 1))  # sample each text's rows: never stack the whole cache
+    rows = torch.cat(
+        [t[torch.rand(len(t), generator=generator) < keep] for t in tables] if keep < 1.0 else tables
+    ).float()
     mean = rows.mean(dim=0)
     _, _, vh = torch.linalg.svd(rows - mean, full_matrices=False)
     weights = {d: vh[:d].contiguous() for d in dims}
