@@ -12,6 +12,6 @@ for set in squad-it cmrc2018-zh jaquad-ja arcd-ar; do args+=(--data "$DATA/$set:
 args+=(--data "$DATA/scifact:train.tsv")
 for lang in $TATOEBA; do args+=(--data "$DATA/tatoeba-laser/$lang:test.tsv"); done
 exec .venv/bin/polycolbert train --output "$OUT" "${args[@]}" \
-  --limit-per-source "${LIMIT:-2000}" --steps "${STEPS:-1500}" --batch-size 32 --negatives 1 \
+  --limit-per-source "${LIMIT:-600}" --steps "${STEPS:-500}" --batch-size 32 --negatives 1 \
   --init-heads pca --self-distill "${SELF_DISTILL:-1.0}" --lr "${LR:-1e-3}" --temperature "${TEMPERATURE:-1.0}" \
-  --doc-maxlen 256 --seed 0 --no-resume
+  --doc-maxlen 256 --seed 0 --save-every "${SAVE_EVERY:-100}" --no-resume
