@@ -1,0 +1,710 @@
+"""The ``Backend`` protocol on Qdrant: the same add/update/delete/search API on a server or a cluster.
+
+Layout of a collection (Qdrant's own advice for late-interaction models):
+
+* ``colbert``: the token vectors as one multivector per point, compared with ``MAX_SIM``, with
+  ``hnsw m=0``. Indexing every token vector in HNSW costs a lot of RAM and slow inserts; instead the
+  multivector is only used to rescore candidates exactly.
+* ``prefetch``: one single vector per point that finds those candidates through an ordinary HNSW index:
+  the mean token vector (``prefetch="mean"``, default) or a MUVERA fixed-dimensional encoding
+  (``prefetch="muvera"``). ``prefetch=None`` stores no such vector and every search scans all points
+  with exact MaxSim (right for small collections; docs/scaling.md shows what the prefetch costs).
+
+Point ids are UUIDv5 of the document's string id, so re-running an interrupted, batched, retried upsert
+overwrites the points it already wrote instead of duplicating them. The payload holds the string id, the
+text, the metadata (filters reach it as ``metadata.<field>``) and the token count. The collection's
+polycolbert settings (model, dimensions, prefetch kind and MUVERA seed) live in Qdrant's collection
+metadata, so ``open`` needs nothing but the URL.
+
+>>> import tempfile, numpy as np
+>>> folder = tempfile.mkdtemp()
+>>> store = QdrantBackend.create(f"qdrant+local://{folder}/docs", model="toy", dimensions=2)
+>>> store.add(["x", "y"], ids=["a", "b"], vectors=[np.eye(2, dtype=np.float32), np.ones((1, 2), np.float32)])
+['a', 'b']
+>>> [h.id for h in store.search([""], k=2, query_vectors=[np.array([[1.0, 0.0]], np.float32)])[0]]
+['a', 'b']
+>>> store.close()
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import numpy as np
+
+from polycolbert.backends.base import Filter, SearchHit, validate_filter
+from polycolbert.backends.muvera import Muvera
+
+MULTI = "colbert"
+SINGLE = "prefetch"
+FORMAT = 1
+ID_NAMESPACE = uuid.UUID("5b0c3f1e-8f7a-4d57-9a43-6f6c79636f6c")  # fixed forever: ids must not move
+DEFAULT_TIMEOUT = 10
+PREFETCH_KINDS = ("mean", "muvera", None)
+QUANTIZATIONS = (None, "scalar", "binary")
+DISTANCES = ("cosine", "dot")
+
+
+def point_id(document_id: str) -> str:
+    """The Qdrant point id of a document id: the same in every process and on every re-run.
+
+    >>> point_id("doc-1") == point_id("doc-1") != point_id("doc-2")
+    True
+    """
+    return str(uuid.uuid5(ID_NAMESPACE, document_id))
+
+
+def parse_location(location: str) -> tuple[str, str, str]:
+    """``(kind, where, collection)``: kind ``remote`` (where = URL) or ``local`` (where = folder).
+
+    >>> parse_location("qdrant://localhost:6333/docs")
+    ('remote', 'http://localhost:6333', 'docs')
+    >>> parse_location("qdrant+local:///data/q/docs")
+    ('local', '/data/q', 'docs')
+    """
+    if location.startswith("qdrant+local://"):
+        rest = location[len("qdrant+local://") :]
+        folder, _, collection = rest.rstrip("/").rpartition("/")
+        if not folder or not collection:
+            raise ValueError(f"{location}: use qdrant+local://<folder>/<collection>")
+        return "local", folder, collection
+    if location.startswith(("qdrant://", "qdrants://")):
+        parts = urlsplit(location)
+        collection = parts.path.strip("/")
+        if not parts.hostname or not collection or "/" in collection:
+            raise ValueError(f"{location}: use qdrant://<host>[:<port>]/<collection> (qdrants:// for HTTPS)")
+        scheme = "https" if parts.scheme == "qdrants" else "http"
+        try:
+            port = parts.port or 6333
+        except ValueError as error:
+            raise ValueError(f"{location}: bad port ({error})") from None
+        return "remote", f"{scheme}://{parts.hostname}:{port}", collection
+    raise ValueError(f"{location}: a Qdrant location starts with qdrant://, qdrants:// or qdrant+local://")
+
+
+def _connection_errors() -> tuple[type[BaseException], ...]:
+    from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
+
+    return (ResponseHandlingException, UnexpectedResponse, ConnectionError, TimeoutError, OSError)
+
+
+def _explain(error: BaseException, location: str) -> ValueError:
+    """One sentence about what to fix, instead of an HTTP client's stack trace."""
+    from qdrant_client.http.exceptions import UnexpectedResponse
+
+    if isinstance(error, UnexpectedResponse):
+        if error.status_code in (401, 403):
+            return ValueError(
+                f"{location}: Qdrant refused the API key (HTTP {error.status_code}); "
+                "pass api_key=... or set QDRANT_API_KEY"
+            )
+        if error.status_code == 404:
+            return ValueError(f"{location}: no Qdrant API at this address (HTTP 404); check host and port")
+        return ValueError(f"{location}: Qdrant answered HTTP {error.status_code}: {error.content[:300]!r}")
+    return ValueError(
+        f"{location}: cannot reach Qdrant ({type(error).__name__}: {error}); check host, port and TLS"
+    )
+
+
+class QdrantBackend:
+    """A polycolbert collection stored in Qdrant (server, cluster, or qdrant-client's local mode)."""
+
+    def __init__(
+        self,
+        client: Any,
+        location: str,
+        collection: str,
+        settings: dict[str, Any],
+        model: Any = None,
+        local_folder: str | None = None,
+        batch_size: int = 64,
+        retries: int = 3,
+        prefetch_limit: int | None = None,
+    ):
+        self.client = client
+        self.location = location
+        self.collection = collection
+        self.settings = settings
+        self.model_name: str = settings["model"]
+        self.dimensions: int = int(settings["dimensions"])
+        self.prefetch: str | None = settings.get("prefetch")
+        self.muvera = Muvera(self.dimensions, **settings["muvera"]) if self.prefetch == "muvera" else None
+        self._model = model if model is not None and not isinstance(model, str) else None
+        self.local_folder = local_folder
+        self.batch_size = batch_size
+        self.retries = retries
+        self.prefetch_limit = prefetch_limit
+
+    # -- opening ----------------------------------------------------------------------------------
+    @staticmethod
+    def _client(location: str, api_key: str | None, timeout: int) -> tuple[Any, str, str | None]:
+        from qdrant_client import QdrantClient
+
+        kind, where, collection = parse_location(location)
+        if kind == "local":
+            Path(where).mkdir(parents=True, exist_ok=True)
+            try:
+                return QdrantClient(path=where), collection, where
+            except RuntimeError as error:  # portalocker: another process holds the folder
+                raise ValueError(f"{location}: {error}") from None
+        key = api_key if api_key is not None else os.environ.get("QDRANT_API_KEY") or None
+        client = QdrantClient(url=where, api_key=key, timeout=timeout, check_compatibility=False)
+        return client, collection, None
+
+    @classmethod
+    def open(
+        cls,
+        location: str,
+        *,
+        model: Any = None,
+        dimensions: int | None = None,
+        api_key: str | None = None,
+        timeout: int = DEFAULT_TIMEOUT,
+        **options: Any,
+    ) -> QdrantBackend:
+        """Open an existing collection; its settings come from the collection's metadata."""
+        client, collection, folder = cls._client(location, api_key, timeout)
+        try:
+            try:
+                if not client.collection_exists(collection):
+                    raise ValueError(f"{location}: no such collection (create it first)")
+                config = client.get_collection(collection).config
+            except _connection_errors() as error:
+                raise _explain(error, location) from None
+            settings = (config.metadata or {}).get("polycolbert")
+            if not isinstance(settings, dict) or settings.get("format") != FORMAT:
+                raise ValueError(f"{location}: not a polycolbert collection (no polycolbert metadata)")
+            if dimensions is not None and int(dimensions) != int(settings["dimensions"]):
+                raise ValueError(
+                    f"{location}: the collection stores {settings['dimensions']}-dim vectors, "
+                    f"not {dimensions}"
+                )
+            name = model if isinstance(model, str) else getattr(model, "name", None)
+            if name is not None and name != settings["model"]:
+                raise ValueError(f"{location}: the collection was encoded by {settings['model']}, not {name}")
+        except BaseException:
+            client.close()
+            raise
+        return cls(client, location, collection, settings, model, folder, **options)
+
+    @classmethod
+    def create(
+        cls,
+        location: str,
+        *,
+        model: Any = None,
+        dimensions: int | None = None,
+        distance: str = "cosine",
+        quantization: str | None = None,
+        on_disk: bool = False,
+        shard_number: int | None = None,
+        replication_factor: int | None = None,
+        write_consistency_factor: int | None = None,
+        prefetch: str | None = "mean",
+        api_key: str | None = None,
+        timeout: int = DEFAULT_TIMEOUT,
+        exist_ok: bool = False,
+        **options: Any,
+    ) -> QdrantBackend:
+        """Create the collection (every setting checked before anything is written)."""
+        from qdrant_client import models
+
+        model_name, dims = _model_and_dims(model, dimensions)
+        if distance not in DISTANCES:
+            raise ValueError(f"distance must be one of {', '.join(DISTANCES)}; got {distance!r}")
+        if quantization not in QUANTIZATIONS:
+            raise ValueError(f"quantization must be None, 'scalar' or 'binary'; got {quantization!r}")
+        if prefetch not in PREFETCH_KINDS:
+            raise ValueError(f"prefetch must be 'mean', 'muvera' or None; got {prefetch!r}")
+        for name, value in (
+            ("shard_number", shard_number),
+            ("replication_factor", replication_factor),
+            ("write_consistency_factor", write_consistency_factor),
+        ):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ValueError(f"{name} must be a positive integer; got {value!r}")
+        settings: dict[str, Any] = {
+            "format": FORMAT,
+            "model": model_name,
+            "dimensions": dims,
+            "distance": distance,
+            "prefetch": prefetch,
+            "quantization": quantization,
+        }
+        if prefetch == "muvera":
+            settings["muvera"] = Muvera(dims).settings()
+
+        metric = models.Distance.COSINE if distance == "cosine" else models.Distance.DOT
+        quantization_config: Any = None
+        if quantization == "scalar":
+            quantization_config = models.ScalarQuantization(
+                scalar=models.ScalarQuantizationConfig(type=models.ScalarType.INT8, always_ram=True)
+            )
+        elif quantization == "binary":
+            quantization_config = models.BinaryQuantization(
+                binary=models.BinaryQuantizationConfig(always_ram=True)
+            )
+        vectors = {
+            MULTI: models.VectorParams(
+                size=dims,
+                distance=metric,
+                multivector_config=models.MultiVectorConfig(comparator=models.MultiVectorComparator.MAX_SIM),
+                hnsw_config=models.HnswConfigDiff(m=0),
+                quantization_config=quantization_config,
+                on_disk=on_disk,
+            )
+        }
+        if prefetch is not None:
+            size = dims if prefetch == "mean" else Muvera(dims, **settings["muvera"]).size
+            prefetch_metric = metric if prefetch == "mean" else models.Distance.DOT
+            vectors[SINGLE] = models.VectorParams(size=size, distance=prefetch_metric, on_disk=on_disk)
+
+        client, collection, folder = cls._client(location, api_key, timeout)
+        try:
+            try:
+                exists = client.collection_exists(collection)
+            except _connection_errors() as error:
+                raise _explain(error, location) from None
+            if exists:
+                if not exist_ok:
+                    raise ValueError(
+                        f"{location}: the collection already exists (open it, or pick another name)"
+                    )
+                client.close()
+                existing = cls.open(
+                    location, model=model, dimensions=dims, api_key=api_key, timeout=timeout, **options
+                )
+                for key in ("distance", "prefetch", "quantization"):
+                    if existing.settings.get(key) != settings[key]:
+                        existing.close()
+                        raise ValueError(
+                            f"{location}: the existing collection has {key}={existing.settings.get(key)!r}, "
+                            f"not {settings[key]!r}"
+                        )
+                return existing
+            try:
+                client.create_collection(
+                    collection,
+                    vectors_config=vectors,
+                    shard_number=shard_number,
+                    replication_factor=replication_factor,
+                    write_consistency_factor=write_consistency_factor,
+                    on_disk_payload=on_disk,
+                    metadata={"polycolbert": settings},
+                    timeout=timeout,
+                )
+            except _connection_errors() as error:
+                raise _explain(error, location) from None
+        except BaseException:
+            client.close()
+            raise
+        return cls(client, location, collection, settings, model, folder, **options)
+
+    # -- encoding -----------------------------------------------------------------------------------
+    @property
+    def model(self) -> Any:
+        """The encoder, loaded on first use (a collection fed precomputed vectors never loads one)."""
+        if self._model is None:
+            from polycolbert import ColBERT
+
+            self._model = ColBERT.load(self.model_name)
+        return self._model
+
+    def _document_vectors(
+        self, texts: Sequence[str], vectors: Sequence[np.ndarray] | None
+    ) -> list[np.ndarray]:
+        if vectors is None:
+            return self.model.encode_documents(list(texts), dimensions=self.dimensions)
+        if len(vectors) != len(texts):
+            raise ValueError(f"got {len(vectors)} vector arrays for {len(texts)} texts")
+        return [self._check_vectors(v, f"vectors[{i}]") for i, v in enumerate(vectors)]
+
+    def _check_vectors(self, value: Any, where: str) -> np.ndarray:
+        array = np.asarray(value, dtype=np.float32)
+        if array.ndim != 2 or array.shape[0] == 0 or array.shape[1] != self.dimensions:
+            raise ValueError(
+                f"{where} must be a non-empty [tokens, {self.dimensions}] array for this collection; "
+                f"got shape {array.shape}"
+            )
+        if not np.isfinite(array).all():
+            raise ValueError(f"{where} contains NaN or infinity")
+        return array
+
+    def _single(self, vectors: np.ndarray, document: bool) -> list[float] | None:
+        if self.prefetch == "mean":
+            mean = vectors.mean(axis=0)
+            return [float(x) for x in mean] if np.any(mean) else [float(x) for x in vectors[0]]
+        if self.prefetch == "muvera" and self.muvera is not None:
+            fde = self.muvera.encode_document(vectors) if document else self.muvera.encode_query(vectors)
+            return [float(x) for x in fde]
+        return None
+
+    # -- writing ------------------------------------------------------------------------------------
+    def _points(
+        self,
+        ids: Sequence[str],
+        texts: Sequence[str],
+        metadata: Sequence[dict[str, Any]],
+        vectors: Sequence[np.ndarray],
+    ) -> list[Any]:
+        from qdrant_client import models
+
+        points = []
+        for doc_id, text, meta, array in zip(ids, texts, metadata, vectors, strict=True):
+            named: dict[str, Any] = {MULTI: array.tolist()}
+            single = self._single(array, document=True)
+            if single is not None:
+                named[SINGLE] = single
+            payload = {"id": doc_id, "text": text, "metadata": meta, "n_tokens": int(array.shape[0])}
+            points.append(models.PointStruct(id=point_id(doc_id), vector=named, payload=payload))
+        return points
+
+    def _upsert(self, points: list[Any]) -> None:
+        """Batched upserts, each retried with backoff; ids are deterministic, so a retry never duplicates."""
+        for start in range(0, len(points), self.batch_size):
+            batch = points[start : start + self.batch_size]
+            for attempt in range(self.retries + 1):
+                try:
+                    self.client.upsert(self.collection, points=batch, wait=True)
+                    break
+                except _connection_errors() as error:
+                    from qdrant_client.http.exceptions import UnexpectedResponse
+
+                    permanent = isinstance(error, UnexpectedResponse) and (error.status_code or 0) < 500
+                    if permanent or attempt == self.retries:
+                        raise _explain(error, self.location) from None
+                    time.sleep(0.5 * 2**attempt)
+
+    def _existing(self, ids: Sequence[str]) -> set[str]:
+        found: set[str] = set()
+        wanted = list(dict.fromkeys(ids))
+        for start in range(0, len(wanted), 256):
+            chunk = wanted[start : start + 256]
+            try:
+                records = self.client.retrieve(
+                    self.collection, ids=[point_id(i) for i in chunk], with_payload=["id"], with_vectors=False
+                )
+            except _connection_errors() as error:
+                raise _explain(error, self.location) from None
+            found.update(str((r.payload or {}).get("id")) for r in records)
+        return found
+
+    @staticmethod
+    def _check_batch(
+        ids: Sequence[str], texts: Sequence[str], metadata: Sequence[dict[str, Any]] | None
+    ) -> list[dict[str, Any]]:
+        if isinstance(texts, str) or isinstance(ids, str):
+            raise ValueError("texts and ids must be lists of strings, not one string")
+        if len(ids) != len(texts):
+            raise ValueError(f"got {len(ids)} ids for {len(texts)} texts")
+        for i, (doc_id, text) in enumerate(zip(ids, texts, strict=True)):
+            if not isinstance(doc_id, str) or not doc_id:
+                raise ValueError(f"ids[{i}] must be a non-empty string")
+            if not isinstance(text, str):
+                raise ValueError(f"texts[{i}] must be a string")
+        if len(set(ids)) != len(ids):
+            raise ValueError("ids must be unique within one call")
+        if metadata is None:
+            return [{} for _ in ids]
+        if len(metadata) != len(ids):
+            raise ValueError(f"got {len(metadata)} metadata objects for {len(ids)} documents")
+        for i, meta in enumerate(metadata):
+            if not isinstance(meta, dict):
+                raise ValueError(f"metadata[{i}] must be a JSON object")
+        return list(metadata)
+
+    def add(
+        self,
+        texts: Sequence[str],
+        ids: Sequence[str] | None = None,
+        metadata: Sequence[dict[str, Any]] | None = None,
+        vectors: Sequence[np.ndarray] | None = None,
+    ) -> list[str]:
+        """Insert new documents; an id already stored is an error and nothing is written."""
+        ids = list(ids) if ids is not None else [uuid.uuid4().hex for _ in texts]
+        metas = self._check_batch(ids, texts, metadata)
+        clash = self._existing(ids)
+        if clash:
+            raise ValueError(f"{len(clash)} ids already exist (use update), e.g. {sorted(clash)[:3]}")
+        arrays = self._document_vectors(texts, vectors)
+        self._upsert(self._points(ids, texts, metas, arrays))
+        return ids
+
+    def update(
+        self,
+        ids: Sequence[str],
+        texts: Sequence[str],
+        metadata: Sequence[dict[str, Any]] | None = None,
+        vectors: Sequence[np.ndarray] | None = None,
+    ) -> None:
+        """Replace stored documents; an unknown id is an error and nothing is written."""
+        ids = list(ids)
+        metas = self._check_batch(ids, texts, metadata)
+        missing = set(ids) - self._existing(ids)
+        if missing:
+            raise ValueError(f"{len(missing)} ids do not exist (use add), e.g. {sorted(missing)[:3]}")
+        arrays = self._document_vectors(texts, vectors)
+        self._upsert(self._points(ids, texts, metas, arrays))
+
+    def delete(self, ids: Sequence[str]) -> int:
+        from qdrant_client import models
+
+        if isinstance(ids, str):
+            raise ValueError("ids must be a list of strings, not one string")
+        present = self._existing(list(ids))
+        if present:
+            try:
+                self.client.delete(
+                    self.collection,
+                    points_selector=models.PointIdsList(points=[point_id(i) for i in present]),
+                    wait=True,
+                )
+            except _connection_errors() as error:
+                raise _explain(error, self.location) from None
+        return len(present)
+
+    # -- searching ----------------------------------------------------------------------------------
+    def search(
+        self,
+        queries: Sequence[str],
+        k: int = 10,
+        filter: Filter | None = None,
+        hybrid: bool = False,
+        query_vectors: Sequence[np.ndarray] | None = None,
+        prefetch_limit: int | None = None,
+    ) -> list[list[SearchHit]]:
+        """Top-``k`` per query: prefetch candidates by the single vector, then rank them by exact MaxSim.
+
+        ``prefetch_limit`` (default: the backend's, else ``max(100, 10 k)``) is how many candidates the
+        single vector brings; ``0`` skips the prefetch and scans every point with MaxSim.
+        """
+        from qdrant_client import models
+
+        if hybrid:
+            raise ValueError("hybrid (BM25 + ColBERT) search is offered by the embedded index, not by Qdrant")
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise ValueError(f"k must be a positive integer; got {k!r}")
+        if isinstance(queries, str):
+            raise ValueError("queries must be a list of strings, not one string")
+        qfilter = to_qdrant_filter(filter) if filter is not None else None
+        if query_vectors is None:
+            arrays = self.model.encode_queries(list(queries), dimensions=self.dimensions)
+        else:
+            if len(query_vectors) != len(queries):
+                raise ValueError(f"got {len(query_vectors)} query vector arrays for {len(queries)} queries")
+            arrays = [self._check_vectors(v, f"query_vectors[{i}]") for i, v in enumerate(query_vectors)]
+        chosen = prefetch_limit if prefetch_limit is not None else self.prefetch_limit
+        limit = max(100, 10 * k) if chosen is None else int(chosen)
+        requests = []
+        for array in arrays:
+            single = self._single(array, document=False) if limit > 0 else None
+            prefetch = (
+                models.Prefetch(query=single, using=SINGLE, filter=qfilter, limit=max(limit, k))
+                if single is not None
+                else None
+            )
+            requests.append(
+                models.QueryRequest(
+                    query=array.tolist(),
+                    using=MULTI,
+                    prefetch=prefetch,
+                    filter=qfilter,
+                    limit=k,
+                    with_payload=True,
+                )
+            )
+        try:
+            responses = self.client.query_batch_points(self.collection, requests=requests) if requests else []
+        except _connection_errors() as error:
+            raise _explain(error, self.location) from None
+        return [
+            [
+                SearchHit(
+                    id=str((p.payload or {}).get("id")),
+                    score=float(p.score),
+                    text=(p.payload or {}).get("text"),
+                    metadata=(p.payload or {}).get("metadata") or {},
+                )
+                for p in response.points
+            ]
+            for response in responses
+        ]
+
+    # -- description --------------------------------------------------------------------------------
+    def _scroll_tokens(self, cap: int = 1_000_000) -> int | None:
+        total, offset, seen = 0, None, 0
+        while True:
+            records, offset = self.client.scroll(
+                self.collection, limit=1000, offset=offset, with_payload=["n_tokens"], with_vectors=False
+            )
+            total += sum(int((r.payload or {}).get("n_tokens", 0)) for r in records)
+            seen += len(records)
+            if offset is None:
+                return total
+            if seen >= cap:
+                return None
+
+    def info(self) -> dict[str, Any]:
+        try:
+            collection = self.client.get_collection(self.collection)
+            documents = self.client.count(self.collection, exact=True).count
+            tokens = self._scroll_tokens()
+        except _connection_errors() as error:
+            raise _explain(error, self.location) from None
+        params = collection.config.params
+        bytes_on_disk = None
+        if self.local_folder is not None:
+            root = Path(self.local_folder) / "collection" / self.collection
+            bytes_on_disk = (
+                sum(p.stat().st_size for p in root.rglob("*") if p.is_file()) if root.exists() else 0
+            )
+        return {
+            "backend": "qdrant",
+            "location": self.location,
+            "collection": self.collection,
+            "model": self.model_name,
+            "dimensions": self.dimensions,
+            "documents": documents,
+            "tokens": tokens,
+            "bytes_on_disk": bytes_on_disk,
+            "status": str(getattr(collection.status, "value", collection.status)),
+            "settings": {
+                "distance": self.settings.get("distance"),
+                "prefetch": self.prefetch,
+                "muvera": self.settings.get("muvera"),
+                "quantization": self.settings.get("quantization"),
+                "shard_number": params.shard_number,
+                "replication_factor": params.replication_factor,
+                "write_consistency_factor": params.write_consistency_factor,
+            },
+        }
+
+    def close(self) -> None:
+        self.client.close()
+
+    def __enter__(self) -> QdrantBackend:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _model_and_dims(model: Any, dimensions: int | None) -> tuple[str, int]:
+    """The model's name and the checked vector size, without loading weights for a plain name."""
+    if model is None:
+        from polycolbert.models.catalog import DEFAULT_MODEL
+
+        model = DEFAULT_MODEL
+    if isinstance(model, str):
+        if dimensions is None:
+            from polycolbert import ColBERT
+
+            return model, int(ColBERT.load(model).check_dimensions(None))
+        if isinstance(dimensions, bool) or not isinstance(dimensions, int) or dimensions < 1:
+            raise ValueError(f"dimensions must be a positive integer; got {dimensions!r}")
+        return model, dimensions
+    return str(model.name), int(model.check_dimensions(dimensions))
+
+
+# -- filters ------------------------------------------------------------------------------------------
+def _key(name: str) -> str:
+    if not all(name.split(".")):
+        raise ValueError(f"filter field {name!r}: use dot-separated names")
+    return f"metadata.{name}"
+
+
+def _is_strict_scalar(value: Any) -> bool:
+    return isinstance(value, str | bool | int)
+
+
+def _range_value(where: str, value: Any) -> tuple[str, Any]:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return "number", value
+    try:
+        return "datetime", datetime.fromisoformat(value)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"{where}: Qdrant compares strings only as ISO 8601 datetimes; got {value!r}"
+        ) from None
+
+
+def _equals(key: str, value: Any) -> Any:
+    from qdrant_client import models
+
+    if value is None:
+        return models.IsEmptyCondition(is_empty=models.PayloadField(key=key))
+    if isinstance(value, float) and not value.is_integer():
+        return models.FieldCondition(key=key, range=models.Range(gte=value, lte=value))
+    if isinstance(value, float):
+        value = int(value)
+    return models.FieldCondition(key=key, match=models.MatchValue(value=value))
+
+
+def _comparison(name: str, op: str, operand: Any) -> tuple[list[Any], list[Any]]:
+    """``(must, must_not)`` conditions for one comparison, with the embedded index's NULL semantics."""
+    from qdrant_client import models
+
+    key = _key(name)
+    where = f"filter.{name}.{op}"
+    if op == "$eq":
+        return [_equals(key, operand)], []
+    if op == "$ne":
+        return [], [_equals(key, operand)]
+    if op in ("$in", "$nin"):
+        if not operand:  # nothing is in an empty list
+            return ([models.HasIdCondition(has_id=[])], []) if op == "$in" else ([], [])
+        same_type = all(isinstance(v, str) for v in operand) or all(
+            isinstance(v, int) and not isinstance(v, bool) for v in operand
+        )
+        if same_type:
+            condition: Any = models.FieldCondition(key=key, match=models.MatchAny(any=list(operand)))
+        else:
+            condition = models.Filter(should=[_equals(key, v) for v in operand])
+        return ([condition], []) if op == "$in" else ([], [condition])
+    kind, value = _range_value(where, operand)
+    bound = {"$gt": "gt", "$gte": "gte", "$lt": "lt", "$lte": "lte"}[op]
+    if kind == "number":
+        return [models.FieldCondition(key=key, range=models.Range(**{bound: value}))], []
+    return [models.FieldCondition(key=key, range=models.DatetimeRange(**{bound: value}))], []
+
+
+def _compile(filter: Filter) -> Any:
+    from qdrant_client import models
+
+    must: list[Any] = []
+    must_not: list[Any] = []
+    for key, item in filter.items():
+        if key == "$and":
+            must.extend(_compile(sub) for sub in item)
+        elif key == "$or":
+            must.append(models.Filter(should=[_compile(sub) for sub in item]))
+        elif key == "$not":
+            must_not.append(_compile(item))
+        elif isinstance(item, dict):
+            for op, operand in item.items():
+                yes, no = _comparison(key, op, operand)
+                must.extend(yes)
+                must_not.extend(no)
+        else:
+            yes, no = _comparison(key, "$eq", item)
+            must.extend(yes)
+            must_not.extend(no)
+    return models.Filter(must=must or None, must_not=must_not or None)
+
+
+def to_qdrant_filter(filter: Filter) -> Any:
+    """The portable filter (``backends/base.py``) as a ``qdrant_client.models.Filter`` over the payload.
+
+    >>> f = to_qdrant_filter({"lang": "de", "year": {"$gte": 2020}})
+    >>> [c.key for c in f.must]
+    ['metadata.lang', 'metadata.year']
+    """
+    validate_filter(filter)
+    return _compile(filter)
