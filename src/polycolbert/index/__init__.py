@@ -1,0 +1,8 @@
+"""The embedded multi-vector index: residual-compressed token vectors in a folder, searched in-process.
+
+>>> from polycolbert.index import Index   # Index.create(path, model=..., dimensions=...), Index.open(path)
+"""
+
+from polycolbert.index.index import Index
+
+__all__ = ["Index"]
