@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import signal
 import socket
 import statistics
 import subprocess
@@ -119,6 +120,8 @@ def main() -> None:
         "input_type": "query",
         "input": [text(rng, 8) for _ in range(32)],
     }
+    # A terminated benchmark still stops its server (the finally below runs on SIGTERM too).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     port = free_port()
     server = start_server(port, batching=not args.no_batching)
     base = f"http://127.0.0.1:{port}"

@@ -14,7 +14,7 @@ OK = {"model": "polycolbert-e5-small", "input": ["hello"]}
 
 
 def check_error(response, status, code=None, words=()):
-    assert response.status_code == status, response.text
+    assert response.status_code == status, response.text[:500]
     body = response.json()
     assert set(body) >= {"detail", "code", "request_id"} and body["request_id"]
     assert isinstance(body["detail"], str) and body["detail"]
@@ -123,3 +123,56 @@ def test_full_queue_answers_429_with_retry_after(registry, monkeypatch):
     assert refused.headers["Retry-After"] == "1"
     check_error(refused, 429, "RATE_CONCURRENCY_LIMIT_EXCEEDED")
     slow.close()
+
+
+@pytest.mark.parametrize(
+    ("raw", "code", "words"),
+    [
+        (b"[" * 100_000, "INVALID_JSON", ["too deeply"]),
+        (
+            b'{"model": "polycolbert-e5-small", "input": "x", "dimensions": ' + b"1" * 5000 + b"}",
+            "INVALID_JSON",
+            [],
+        ),
+        (b'{"model": "polycolbert-e5-small", "input": ["\\ud800 hi"]}', "INVALID_UTF8", ["\\ud800"]),
+        (b'{"model": "polycolbert-e5-small", "input": {"text": "a\\udfffb"}}', "INVALID_UTF8", ["surrogate"]),
+    ],
+)
+def test_bodies_python_cannot_take_are_400_not_500(client, raw, code, words):
+    headers = {"Content-Type": "application/json"}
+    check_error(client.post("/v1/multi-vector", content=raw, headers=headers), 400, code, words)
+
+
+def test_surrogate_pairs_are_valid_text(client):
+    raw = b'{"model": "polycolbert-e5-small", "input": ["smile \\ud83d\\ude00"]}'
+    response = client.post("/v1/multi-vector", content=raw, headers={"Content-Type": "application/json"})
+    assert response.status_code == 200, response.text
+    rerank = b'{"model": "polycolbert-e5-small", "query": "\\ud800", "documents": ["d"]}'
+    check_error(client.post("/v1/rerank", content=rerank, headers={"Content-Type": "application/json"}), 400)
+
+
+def test_declared_oversize_body_refused_before_reading(client):
+    headers = {"Content-Type": "application/json", "Content-Length": str(MAX_BODY_BYTES + 1)}
+
+    def body():  # a streamed body that would be far larger; only its declared length is looked at
+        yield b'{"model": "polycolbert-e5-small", "input": ["'
+
+    response = client.post("/v1/multi-vector", content=body(), headers=headers)
+    check_error(response, 413, "PAYLOAD_TOO_LARGE", [str(MAX_BODY_BYTES)])
+
+
+def test_request_token_cap(registry):
+    from fastapi.testclient import TestClient
+
+    client = TestClient(create_app(registry, keys=[], max_request_tokens=100))
+    ok = client.post("/v1/multi-vector", json={**OK, "input": ["short"] * 2, "input_type": "query"})
+    assert ok.status_code == 200  # 2 queries x 32 tokens = 64
+    refused = client.post("/v1/multi-vector", json={**OK, "input": ["short"] * 4, "input_type": "query"})
+    check_error(refused, 400, "INPUT_TOO_LARGE", ["128 tokens", "at most 100"])
+
+
+def test_request_ids_echoed_only_when_plain(client):
+    mine = client.get("/healthz", headers={"X-Request-ID": "trace-42.a_b"})
+    assert mine.headers["X-Request-ID"] == "trace-42.a_b"
+    odd = client.get("/healthz", headers={"X-Request-ID": 'x"} injected {"y'})
+    assert odd.headers["X-Request-ID"] != 'x"} injected {"y' and len(odd.headers["X-Request-ID"]) == 32

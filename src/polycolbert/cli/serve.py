@@ -35,6 +35,9 @@ def serve(
     dtype: Annotated[str, typer.Option(help="auto, float32 or bfloat16.")] = "auto",
     max_queue: Annotated[int, typer.Option(min=1, help="Queued jobs per model before 429.")] = 256,
     max_batch_tokens: Annotated[int, typer.Option(min=64)] = 32768,
+    max_request_tokens: Annotated[
+        int, typer.Option(min=64, help="Tokens one request may ask for before a 400.")
+    ] = 262_144,
     batching: Annotated[bool, typer.Option(help="Merge concurrent requests into shared batches.")] = True,
     aliases: Annotated[bool, typer.Option(help="Answer 'jina-colbert-v2' with the default model.")] = True,
 ) -> None:
@@ -57,5 +60,9 @@ def serve(
         )
     registry = load_registry(model or [], dtype, max_queue, max_batch_tokens, batching, aliases)
     uvicorn.run(
-        create_app(registry, keys), host=host, port=port, timeout_graceful_shutdown=30, log_level="info"
+        create_app(registry, keys, max_request_tokens),
+        host=host,
+        port=port,
+        timeout_graceful_shutdown=30,
+        log_level="info",
     )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
@@ -16,7 +17,7 @@ from importlib import resources
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.responses import HTMLResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -30,6 +31,7 @@ from polycolbert.server.routes_jina import router as jina_router
 from polycolbert.server.schemas import ModelCard, ModelList
 
 log = logging.getLogger("polycolbert.server")
+REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
 def load_registry(
@@ -58,7 +60,13 @@ def load_registry(
     return registry
 
 
-def create_app(registry: Registry, keys: Sequence[str]) -> FastAPI:
+MAX_REQUEST_TOKENS = 262_144  # ~40 s of CPU encoding with the default model; one request cannot hog it
+
+
+def create_app(
+    registry: Registry, keys: Sequence[str], max_request_tokens: int = MAX_REQUEST_TOKENS
+) -> FastAPI:
+    """The app over already loaded models; ``keys`` empty means no authentication (loopback only)."""
     metrics = Metrics()
 
     @asynccontextmanager
@@ -73,6 +81,7 @@ def create_app(registry: Registry, keys: Sequence[str]) -> FastAPI:
         description="Jina-compatible multi-vector embeddings and rerank, served from your own machine.",
     )
     app.state.registry, app.state.metrics, app.state.keys = registry, metrics, list(keys)
+    app.state.max_request_tokens = max_request_tokens
     app.add_exception_handler(errors.APIError, errors.handle_api_error)
     app.add_exception_handler(RequestValidationError, errors.handle_validation_error)
     app.add_exception_handler(StarletteHTTPException, errors.handle_http_error)
@@ -80,7 +89,9 @@ def create_app(registry: Registry, keys: Sequence[str]) -> FastAPI:
 
     @app.middleware("http")
     async def request_context(request: Request, call_next):  # type: ignore[no-untyped-def]
-        request.state.request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+        supplied = request.headers.get("x-request-id", "")
+        # A caller's id is kept (to follow one request across services) only if it is a plain token.
+        request.state.request_id = supplied if REQUEST_ID.fullmatch(supplied) else uuid.uuid4().hex
         started = time.perf_counter()
         route = request.url.path
         try:
@@ -150,7 +161,3 @@ KNOWN_ROUTES = {
     "/metrics",
     "/",
 }
-
-
-def json_error(status: int, detail: str) -> JSONResponse:
-    return JSONResponse({"detail": detail, "code": "ERROR", "request_id": ""}, status_code=status)

@@ -47,6 +47,7 @@ def strip_hash_comments(text: str) -> str:
 
 
 def parse_body(raw: bytes) -> Any:
+    """Decode and parse a request body; every way it can be malformed is a 400/413 that says how."""
     if len(raw) > MAX_BODY_BYTES:
         raise APIError(
             413, "PAYLOAD_TOO_LARGE", f"Request body is {len(raw)} bytes; the limit is {MAX_BODY_BYTES}"
@@ -58,14 +59,65 @@ def parse_body(raw: bytes) -> Any:
     if not text.strip():
         raise APIError(400, "INVALID_JSON", "Request body is empty; send a JSON object")
     try:
+        payload = _loads(text)
+    except RecursionError:
+        raise APIError(400, "INVALID_JSON", "Request body nests JSON too deeply") from None
+    except json.JSONDecodeError as error:
+        raise APIError(
+            400,
+            "INVALID_JSON",
+            f"Request body is not valid JSON: {error.msg} at line {error.lineno} column {error.colno}",
+        ) from None
+    except ValueError as error:  # e.g. an integer literal longer than Python converts (4300 digits)
+        raise APIError(400, "INVALID_JSON", f"Request body is not valid JSON: {error}") from None
+    if "\\u" in text:  # only escapes can smuggle in an unpaired surrogate (not valid Unicode text)
+        _check_unicode(payload)
+    return payload
+
+
+def _loads(text: str) -> Any:
+    try:
         return json.loads(text)
     except json.JSONDecodeError as strict_error:
         try:
             return json.loads(strip_hash_comments(text))
         except json.JSONDecodeError:
+            raise strict_error from None
+
+
+def _check_unicode(payload: Any) -> None:
+    """Refuse strings with unpaired surrogates (``"\\ud800"``): no tokenizer can encode them."""
+    stack = [payload]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError as error:
+                raise APIError(
+                    400,
+                    "INVALID_UTF8",
+                    f"Request body has a string with an unpaired surrogate escape "
+                    f"(\\u{ord(item[error.start]):04x}); send valid Unicode text",
+                ) from None
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+
+
+async def read_limited(request: Any, limit: int = MAX_BODY_BYTES) -> bytes:
+    """The body, refused with 413 as soon as it passes ``limit`` (never buffered whole first)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise APIError(413, "PAYLOAD_TOO_LARGE", f"Request body is {declared} bytes; the limit is {limit}")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
             raise APIError(
-                400,
-                "INVALID_JSON",
-                f"Request body is not valid JSON: {strict_error.msg} at line {strict_error.lineno} "
-                f"column {strict_error.colno}",
-            ) from None
+                413, "PAYLOAD_TOO_LARGE", f"Request body is over {limit} bytes; the limit is {limit}"
+            )
+        chunks.append(chunk)
+    return b"".join(chunks)

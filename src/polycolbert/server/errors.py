@@ -24,12 +24,6 @@ def request_id(request: Request) -> str:
     return str(getattr(request.state, "request_id", ""))
 
 
-def error_response(request: Request, status: int, code: str, detail: str, **extra: Any) -> JSONResponse:
-    body = {"detail": detail, "code": code, "request_id": request_id(request), **extra}
-    headers = extra.pop("headers", None) if "headers" in extra else None
-    return JSONResponse(body, status_code=status, headers=headers)
-
-
 def _location(loc: tuple[Any, ...]) -> str:
     parts = [str(p) for p in loc if p != "body"]
     return " -> ".join(parts) or "body"

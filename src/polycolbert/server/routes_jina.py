@@ -13,7 +13,7 @@ from polycolbert.formats import to_json_vectors
 from polycolbert.model import InputType
 from polycolbert.scoring import explain_matches, maxsim_many
 from polycolbert.server.batching import QueueFull
-from polycolbert.server.body import parse_body
+from polycolbert.server.body import parse_body, read_limited
 from polycolbert.server.errors import APIError
 from polycolbert.server.registry import ServedModel
 from polycolbert.server.schemas import (
@@ -33,7 +33,7 @@ OPENAPI_BODY = {"required": True, "content": {"application/json": {"schema": {"t
 
 async def read_request(request: Request, schema: type[BaseModel]) -> Any:
     """Parse (size, UTF-8, lenient JSON) and validate; validation errors become 422 in Jina's shape."""
-    payload = parse_body(await request.body())
+    payload = parse_body(await read_limited(request))
     try:
         return schema.model_validate(payload)
     except ValidationError as error:
@@ -62,6 +62,15 @@ async def _tokenize(served: ServedModel, texts: list[str], input_type: InputType
 
 async def _encode(request: Request, served: ServedModel, tokenized, dims: tuple[int, ...]):
     metrics = request.app.state.metrics
+    tokens = sum(t.n_tokens for t in tokenized)  # as usage.total_tokens counts them
+    limit = request.app.state.max_request_tokens
+    if tokens > limit:
+        raise APIError(
+            400,
+            "INPUT_TOO_LARGE",
+            f"This request is {tokens} tokens; this server accepts at most {limit} per "
+            "request. Split the inputs over several requests.",
+        )
     try:
         outputs = await served.batcher.encode(tokenized, dims)
     except QueueFull:
