@@ -94,6 +94,36 @@ def test_harness_runs_every_system_and_matches_exhaustive_maxsim(
     assert again.runs == result.runs
 
 
+def test_interrupted_encoding_keeps_finished_chunks(
+    toy_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from polycolbert.eval import systems
+
+    ds = load_beir(toy_dataset)
+    backbone, tokenizer = tiny_e5_parts()
+    e5 = E5Encoder(backbone, tokenizer)
+    monkeypatch.setattr(systems, "CACHE_CHUNK", 2)
+    real = e5.encode
+    calls: list[int] = []
+
+    def flaky(texts, side, progress):
+        calls.append(len(texts))
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(texts, side, progress)
+
+    monkeypatch.setattr(e5, "encode", flaky)
+    with pytest.raises(KeyboardInterrupt), _progress(None) as progress:
+        systems.encode_cached(e5, ds.corpus_texts, "document", ["dense"], tmp_path, progress)
+    monkeypatch.setattr(
+        e5, "encode", lambda texts, side, progress: calls.append(len(texts)) or real(texts, side, progress)
+    )
+    with _progress(None) as progress:
+        out = systems.encode_cached(e5, ds.corpus_texts, "document", ["dense"], tmp_path, progress)
+    assert calls == [2, 2, 2]  # first chunk kept; the rerun encoded only the chunk that was lost
+    assert len(out["dense"]) == 4
+
+
 def test_harness_refuses_missing_parts(toy_dataset: Path, tmp_path: Path) -> None:
     ds = load_beir(toy_dataset)
     with pytest.raises(ValueError, match="need a ColBERT model"):

@@ -39,6 +39,7 @@ ALL_SYSTEMS = ("bm25", "dense", "colbert-raw", *(f"colbert-{d}" for d in COLBERT
 E5_PREFIX = {"query": "query: ", "document": "passage: "}
 E5_MAX_TOKENS = 512  # position table of multilingual-e5-small: longer texts are cut (as e5 itself does)
 BATCH_TOKENS = 8192
+CACHE_CHUNK = 1024  # texts encoded between two cache writes
 
 Run = dict[str, dict[str, float]]
 
@@ -178,10 +179,12 @@ def encode_cached(
     }
     missing = {t for cache in caches.values() for t in cache.missing(texts)}
     todo = list(dict.fromkeys(t for t in texts if t in missing))
-    if todo:
-        fresh = encoder.encode(todo, side, progress)
+    # Stored chunk by chunk, so an interrupted run (a long corpus, a busy machine) keeps what it encoded.
+    for start in range(0, len(todo), CACHE_CHUNK):
+        chunk = todo[start : start + CACHE_CHUNK]
+        fresh = encoder.encode(chunk, side, progress)
         for name, cache in caches.items():
-            cache.put(todo, fresh[name])
+            cache.put(chunk, fresh[name])
     return {name: cache.get(texts) for name, cache in caches.items()}
 
 
