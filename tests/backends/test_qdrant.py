@@ -170,16 +170,30 @@ FILTERS = [
 ]
 
 
-@pytest.mark.parametrize(("query", "expected"), FILTERS, ids=[str(f) for f, _ in FILTERS])
-def test_filters_match_python_semantics(store: QdrantBackend, query: dict, expected) -> None:
+@pytest.fixture(scope="module")
+def filter_store(tmp_path_factory: pytest.TempPathFactory):
+    """One collection for every filter case (creating one per case costs more than the searches)."""
+    backend = QdrantBackend.create(
+        f"qdrant+local://{tmp_path_factory.mktemp('filters')}/docs", model="toy", dimensions=DIM
+    )
     ids, texts, metadata, vectors = make_docs(20)
-    store.add(texts, ids=ids, metadata=metadata, vectors=vectors)
+    backend.add(texts, ids=ids, metadata=metadata, vectors=vectors)
+    yield backend, ids, metadata, vectors
+    backend.close()
+
+
+@pytest.mark.parametrize(("query", "expected"), FILTERS, ids=[str(f) for f, _ in FILTERS])
+def test_filters_match_python_semantics(filter_store, query: dict, expected) -> None:
+    store, ids, metadata, vectors = filter_store
     want = {i for i, m in zip(ids, metadata, strict=True) if expected(m)}
     for prefetch_limit in (0, None):
         hits = store.search(
             ["q"], k=20, filter=query, query_vectors=[vectors[0]], prefetch_limit=prefetch_limit
         )
         assert {h.id for h in hits[0]} == want
+    # A prefetch of 3 candidates: the filter must apply inside the prefetch, or fewer than 3 could survive.
+    few = store.search(["q"], k=3, filter=query, query_vectors=[vectors[0]], prefetch_limit=3)[0]
+    assert {h.id for h in few} <= want and len(few) == min(3, len(want))
 
 
 def test_bad_filters_and_arguments_are_clear_errors(store: QdrantBackend) -> None:
@@ -303,7 +317,7 @@ def test_scifact_top10_agrees_with_exhaustive_maxsim(scifact_vectors, prefetch: 
 
 
 def test_sample_top10_agreement_with_default_prefetch(tmp_path: Path) -> None:
-    """A clustered synthetic corpus (topics of similar tokens) of 400 documents, default prefetch of 100."""
+    """A clustered synthetic corpus (topics of similar tokens) of 300 documents, default prefetch of 100."""
     rng = np.random.default_rng(11)
     centres = unit_rows(rng, 40, 32)
 
@@ -312,8 +326,8 @@ def test_sample_top10_agreement_with_default_prefetch(tmp_path: Path) -> None:
         rows = topic[rng.integers(2, size=int(rng.integers(8, 30)))] + 0.5 * unit_rows(rng, 1, 32)
         return (rows / np.linalg.norm(rows, axis=1, keepdims=True)).astype(np.float32)
 
-    docs = [doc() for _ in range(400)]
-    queries = [d[:6] for d in docs[:20]]
+    docs = [doc() for _ in range(300)]
+    queries = [d[:6] for d in docs[:12]]
     assert _recall_against_exhaustive(docs, queries, "mean", None, tmp_path) >= 0.9
 
 

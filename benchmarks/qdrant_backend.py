@@ -1,0 +1,138 @@
+"""What the Qdrant backend's single-vector prefetch costs, and what a document costs to store.
+
+For each Matryoshka size, scifact (5,183 documents, 300 test queries) encoded by the packaged default
+model is written to a qdrant-client local-mode collection; then every query is answered
+
+* exhaustively (``prefetch_limit=0``: exact MaxSim over every point, the reference),
+* with the mean-token-vector prefetch and with the MUVERA prefetch, at several candidate counts,
+
+and nDCG@10 (ir-measures) plus the top-10 overlap with exhaustive MaxSim (computed independently by
+``polycolbert.eval.exhaustive``) are printed. Storage per document is measured, not assumed: token rows
+per document, the float32 vector bytes they imply, the payload's JSON bytes, and the local-mode folder's
+bytes on disk; docs/scaling.md scales them to 100M documents.
+
+    .venv/bin/python benchmarks/qdrant_backend.py --out docs/assets/qdrant_backend
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from polycolbert.backends.qdrant import QdrantBackend
+from polycolbert.eval.exhaustive import maxsim_matrix
+from polycolbert.eval.metrics import evaluate
+from qdrant_vectors import load_scifact_vectors
+
+
+def folder_bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--dims", type=int, nargs="+", default=[128, 96, 64])
+    parser.add_argument("--limits", type=int, nargs="+", default=[50, 100, 200, 500])
+    parser.add_argument("--out", type=Path, default=None, help="folder for results.json and a plot")
+    args = parser.parse_args()
+
+    corpus = load_scifact_vectors(dims=tuple(args.dims))
+    dataset = corpus.dataset
+    ids, texts = dataset.corpus_ids, dataset.corpus_texts  # type: ignore[attr-defined]
+    qids, qrels = dataset.query_ids, dataset.qrels  # type: ignore[attr-defined]
+    results: dict[str, object] = {"documents": len(ids), "queries": len(qids), "dims": {}}
+    for dim in args.dims:
+        docs, queries = corpus.documents[dim], corpus.queries[dim]
+        exact_scores = maxsim_matrix(queries, docs)
+        exact_top = [set(np.argsort(-row)[:10].tolist()) for row in exact_scores]
+        tokens = np.array([len(d) for d in docs])
+        payload_bytes = np.mean(
+            [
+                len(json.dumps({"id": i, "text": t, "metadata": {}, "n_tokens": 0}))
+                for i, t in zip(ids, texts, strict=True)
+            ]
+        )
+        row: dict[str, object] = {
+            "mean_tokens": float(tokens.mean()),
+            "vector_bytes_per_doc_fp32": float(tokens.mean() * dim * 4),
+            "payload_bytes_per_doc": float(payload_bytes),
+            "runs": [],
+        }
+        for prefetch in ("mean", "muvera"):
+            with tempfile.TemporaryDirectory() as tmp:
+                store = QdrantBackend.create(
+                    f"qdrant+local://{tmp}/scifact", model="default", dimensions=dim, prefetch=prefetch
+                )
+                t0 = time.perf_counter()
+                store.add(texts, ids=ids, vectors=docs)
+                row[f"add_seconds_{prefetch}"] = time.perf_counter() - t0
+                row[f"local_mode_bytes_per_doc_{prefetch}"] = folder_bytes(Path(tmp)) / len(ids)
+                for limit in ([0] if prefetch == "mean" else []) + args.limits:
+                    t0 = time.perf_counter()
+                    hits = store.search(qids, k=100, query_vectors=queries, prefetch_limit=limit)
+                    seconds = time.perf_counter() - t0
+                    run = {q: {h.id: h.score for h in found} for q, found in zip(qids, hits, strict=True)}
+                    position = {doc_id: i for i, doc_id in enumerate(ids)}
+                    overlap = np.mean(
+                        [
+                            len(exact & {position[h.id] for h in found[:10]}) / 10
+                            for exact, found in zip(exact_top, hits, strict=True)
+                        ]
+                    )
+                    metrics = evaluate(qrels, run)
+                    entry = {
+                        "prefetch": "none (exhaustive)" if limit == 0 else prefetch,
+                        "candidates": limit,
+                        "nDCG@10": metrics["nDCG@10"],
+                        "Recall@100": metrics["Recall@100"],
+                        "top10_overlap_with_exhaustive": float(overlap),
+                        "ms_per_query_local_mode": 1000 * seconds / len(qids),
+                    }
+                    row["runs"].append(entry)  # type: ignore[attr-defined]
+                    print(dim, json.dumps(entry), flush=True)
+                store.close()
+        results["dims"][dim] = row  # type: ignore[index]
+        print(dim, {k: v for k, v in row.items() if k != "runs"}, flush=True)
+    if args.out is not None:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "results.json").write_text(json.dumps(results, indent=2))
+        plot(results, args.out / "prefetch_ndcg.png")
+
+
+def plot(results: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for dim, row in results["dims"].items():
+        exhaustive = next(r["nDCG@10"] for r in row["runs"] if r["candidates"] == 0)
+        for prefetch, style in (("mean", "-o"), ("muvera", "--s")):
+            runs = [r for r in row["runs"] if r["prefetch"] == prefetch]
+            ax.plot(
+                [r["candidates"] for r in runs],
+                [r["nDCG@10"] - exhaustive for r in runs],
+                style,
+                label=f"{dim} dims, {prefetch} prefetch",
+            )
+    ax.axhline(0, color="grey", lw=0.8)
+    ax.set_xscale("log")
+    ax.set_xlabel("prefetch candidates")
+    ax.set_ylabel("nDCG@10 minus exhaustive MaxSim")
+    ax.set_title("scifact: cost of the single-vector prefetch (Qdrant backend)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+if __name__ == "__main__":
+    main()
