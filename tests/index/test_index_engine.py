@@ -1,0 +1,124 @@
+"""End-to-end behaviour of ``Index``: encoding through a model, filters, hybrid, readers, bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from index_helpers import HashEncoder, clustered_docs, reference_top
+
+from polycolbert.index import Index
+from polycolbert.index import params as P
+
+TEXTS = [
+    "the cat sat on the mat",
+    "dogs chase cats in the park",
+    "quantum chromodynamics describes quarks",
+    "a recipe for apple pie with cinnamon",
+    "zebrafish regenerate heart tissue",
+    "the stock market fell on monday",
+]
+
+
+@pytest.fixture
+def index(tmp_path: Path) -> Index:
+    ix = Index.create(tmp_path / "ix", model=HashEncoder(), dimensions=32)
+    ix.add(
+        TEXTS,
+        ids=[f"t{i}" for i in range(len(TEXTS))],
+        metadata=[{"n": i, "even": i % 2 == 0} for i in range(6)],
+    )
+    return ix
+
+
+def test_text_search_finds_the_matching_document(index: Index) -> None:
+    hits = index.search(["zebrafish heart"], k=3)[0]
+    assert hits[0].id == "t4" and len(hits) == 3
+    assert hits[0].text == TEXTS[4] and hits[0].metadata == {"n": 4, "even": True}
+
+
+def test_filter_is_applied_before_scoring(index: Index) -> None:
+    hits = index.search(["zebrafish heart"], k=10, filter={"even": False})[0]
+    assert sorted(h.id for h in hits) == ["t1", "t3", "t5"]  # all odd docs, even though t4 scores best
+    assert index.search(["cat"], k=2, filter={"n": {"$gte": 4}})[0][0].id in {"t4", "t5"}
+    assert index.search(["cat"], k=5, filter={"n": {"$gt": 100}})[0] == []
+
+
+def test_hybrid_fuses_keyword_and_dense_ranks(index: Index) -> None:
+    dense = index.search(["market cinnamon"], k=6)[0]
+    hybrid = index.search(["market cinnamon"], k=6, hybrid=True)[0]
+    assert {h.id for h in hybrid} == {h.id for h in dense}
+    top2 = {h.id for h in hybrid[:2]}
+    assert top2 == {"t3", "t5"}  # the only two documents with a keyword match
+    assert all(0 < h.score <= 2 / 61 for h in hybrid)  # RRF scores: sum of 1 / (60 + rank)
+
+
+def test_delete_and_update_are_visible_to_another_reader(index: Index) -> None:
+    reader = Index.open(index.path, model=HashEncoder())
+    assert reader.search(["zebrafish"], k=1)[0][0].id == "t4"
+    index.delete(["t4"])
+    assert "t4" not in {h.id for h in reader.search(["zebrafish"], k=6)[0]}
+    index.update(["t0"], ["zebrafish everywhere"])
+    assert reader.search(["zebrafish"], k=1)[0][0].id == "t0"
+    assert len(reader) == 5 and reader.check() == []
+
+
+@pytest.mark.parametrize("nbits", [1, 2, 4])
+def test_staged_search_matches_exhaustive_on_clustered_data(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, nbits: int
+) -> None:
+    docs = clustered_docs(600, dims=32, seed=nbits)
+    ix = Index.create(tmp_path / "ix", dimensions=32, nbits=nbits)
+    ids = [f"d{i}" for i in range(len(docs))]
+    ix.add(ids, ids=ids, vectors=docs)
+    queries = [d[:4] for d in clustered_docs(20, dims=32, seed=100)]
+    exhaustive = ix.search(query_vectors=queries, k=10, exhaustive=True)
+    monkeypatch.setattr(P, "BRUTE_FORCE_TOKENS", 0)
+    staged = ix.search(query_vectors=queries, k=10)
+    overlap = np.mean(
+        [len({h.id for h in a} & {h.id for h in b}) / 10 for a, b in zip(staged, exhaustive, strict=True)]
+    )
+    assert overlap >= 0.9
+    # and the compressed ranking loses little true (fp32) MaxSim: the true scores of the documents it
+    # returns sum to nearly the best possible top-10 (overlap alone is noisy on this near-tied data)
+    by_id = dict(zip(ids, docs, strict=True))
+
+    def true(q: np.ndarray, i: str) -> float:
+        return float((q @ by_id[i].T).max(axis=1).sum())
+
+    got = sum(true(q, h.id) for q, r in zip(queries, exhaustive, strict=True) for h in r)
+    best = sum(true(q, i) for q in queries for i in reference_top(q, by_id, 10))
+    assert got / best >= {1: 0.9, 2: 0.95, 4: 0.98}[nbits]
+    assert all(len(r) == 10 for r in staged)
+
+
+def test_bad_input_gets_clear_errors(index: Index, tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="no index"):
+        Index.open(tmp_path / "missing")
+    with pytest.raises(ValueError, match="already exists"):
+        Index.create(index.path, dimensions=32)
+    with pytest.raises(ValueError, match="needs \\[tokens, 32\\]"):
+        index.add(["x"], ids=["x"], vectors=[np.ones((3, 16), np.float32)])
+    with pytest.raises(ValueError, match="needs \\[tokens, 32\\]"):
+        index.search(query_vectors=[np.ones((3, 64), np.float32)])
+    with pytest.raises(ValueError, match="already in the index"):
+        index.add(["again"], ids=["t1"])
+    with pytest.raises(ValueError, match="duplicate ids"):
+        index.add(["a", "b"], ids=["n1", "n1"])
+    with pytest.raises(ValueError, match="unknown ids"):
+        index.update(["nope"], ["text"])
+    for bad_k in (0, -3, 2.5, True):
+        with pytest.raises(ValueError, match="k must be a positive integer"):
+            index.search(["cat"], k=bad_k)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="dimensions must be one of"):
+        Index.create(tmp_path / "other", model=HashEncoder(), dimensions=24)
+    assert len(index) == 6 and index.check() == []  # nothing half-applied
+
+
+def test_info_reports_sizes(index: Index) -> None:
+    info = index.info()
+    assert info["documents"] == 6 and info["tokens"] == sum(len(t.split()) for t in TEXTS)
+    # 32 dims x 2 bits = 8 bytes of residual + a 2-byte code per token, plus two 128-byte .npy headers
+    assert info["bytes_on_disk"]["vectors"] == info["tokens"] * (8 + 2) + 2 * 128
+    assert info["bytes_on_disk"]["total"] > 0 and info["model"] == "hash-test-encoder"
