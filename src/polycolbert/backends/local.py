@@ -1,18 +1,4 @@
-"""The ``Backend`` protocol over the embedded index: a folder on disk, searched in this process.
-
-A thin adapter: ``polycolbert.index.Index`` already speaks the protocol's verbs; this class fixes the
-construction (``create`` / ``open`` from a location string, as ``open_backend`` passes it) and keeps the
-surface to exactly the protocol so code above it cannot come to depend on index internals.
-
->>> import tempfile, numpy as np
->>> store = LocalBackend.create(tempfile.mkdtemp() + "/ix", dimensions=8)
->>> v = np.eye(8, dtype=np.float32)
->>> store.add(["a", "b"], ids=["a", "b"], vectors=[v[:2], v[2:5]])
-['a', 'b']
->>> [h.id for h in store.search(["q"], k=1, query_vectors=[v[3:4]])[0]]
-['b']
->>> store.close()
-"""
+"""The embedded index behind the ``Backend`` protocol (no service to run: a folder on disk)."""
 
 from __future__ import annotations
 
@@ -22,29 +8,31 @@ from typing import Any
 
 import numpy as np
 
-from polycolbert.backends.base import Filter, SearchHit
+from polycolbert.backends.base import Filter, SearchHit, validate_filter
 from polycolbert.index import Index
 
 
 class LocalBackend:
-    """An embedded index folder behind the ``Backend`` protocol."""
+    """``Backend`` over :class:`polycolbert.index.Index`; creates the folder when asked to with ``create``."""
 
     def __init__(self, index: Index):
         self.index = index
-        self.model_name: str = index.model_name
-        self.dimensions: int = index.dimensions
+        self.model_name = index.model_name
+        self.dimensions = index.dimensions
 
     @classmethod
-    def create(
-        cls, location: str | Path, model: Any = None, dimensions: int | None = None, nbits: int = 2
+    def open(
+        cls,
+        location: str | Path,
+        model: Any = None,
+        dimensions: int | None = None,
+        nbits: int = 2,
+        create: bool = False,
     ) -> LocalBackend:
-        return cls(Index.create(location, model=model, dimensions=dimensions, nbits=nbits))
-
-    @classmethod
-    def open(cls, location: str | Path, model: Any = None, **options: Any) -> LocalBackend:
-        if options:
-            raise ValueError(f"unknown options for an embedded index: {sorted(options)}")
-        return cls(Index.open(location, model=model))
+        path = Path(location)
+        if create and not (path / "index.sqlite").exists():
+            return cls(Index.create(path, model=model, dimensions=dimensions, nbits=nbits))
+        return cls(Index.open(path, model=None if isinstance(model, str) else model))
 
     def add(
         self,
@@ -74,10 +62,11 @@ class LocalBackend:
         filter: Filter | None = None,
         hybrid: bool = False,
         query_vectors: Sequence[np.ndarray] | None = None,
-        exhaustive: bool = False,
     ) -> list[list[SearchHit]]:
+        if filter is not None:
+            validate_filter(filter)
         return self.index.search(
-            queries, k=k, filter=filter, hybrid=hybrid, query_vectors=query_vectors, exhaustive=exhaustive
+            queries if queries else None, k=k, filter=filter, hybrid=hybrid, query_vectors=query_vectors
         )
 
     def info(self) -> dict[str, Any]:
@@ -85,9 +74,3 @@ class LocalBackend:
 
     def close(self) -> None:
         self.index.close()
-
-    def __enter__(self) -> LocalBackend:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
