@@ -279,6 +279,14 @@ def time_pylate(path: Path, docs: list[str], queries: list[str], runs: int, toke
     return row
 
 
+def report(model: str, engine: str, row: dict[str, float]) -> None:
+    print(
+        f"| {model} | {engine} | {row['docs_per_s']:.1f} | {row['tokens_per_s']:.0f} | "
+        f"{row['queries_per_s']:.1f} | {row['doc_spread']:.0%} |",
+        flush=True,
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--docs", type=int, default=64)
@@ -288,6 +296,13 @@ def main() -> None:
     torch.set_num_threads(2)
     docs, queries = make_texts(args.docs, 6), make_texts(args.docs, 1, seed=1)
     rows: list[tuple[str, str, dict[str, float]]] = []
+
+    def add(model: str, engine: str, row: dict[str, float]) -> None:
+        rows.append((model, engine, row))
+        report(model, engine, row)  # printed at once: a run cut short still leaves its rows
+
+    print("| model | engine | docs/s | tokens/s | queries/s | spread |", flush=True)
+    print("| --- | --- | ---: | ---: | ---: | ---: |", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         e5 = Path(tmp) / "e5-pylate"
         write_pylate_e5(e5)
@@ -296,7 +311,7 @@ def main() -> None:
         reference = ColBERT.load(e5, dtype="float32")
         tokens = sum(t.n_tokens for t in reference.tokenize(docs, "document"))
         for dtype in ("float32", "bfloat16"):
-            rows.append(("e5-small", f"polycolbert {dtype}", time_ours(e5, dtype, docs, queries, args.runs)))
+            add("e5-small", f"polycolbert {dtype}", time_ours(e5, dtype, docs, queries, args.runs))
         peer = time_pylate(e5, docs, queries, args.runs, tokens)
         if peer is not None:
             ours = reference.encode_documents(docs[:4], dimensions=128)
@@ -306,28 +321,22 @@ def main() -> None:
                 else float("nan")
                 for p, o in zip(peer.pop("vectors"), ours, strict=True)
             ]
-            print(f"agreement with PyLate (min cosine per token, 4 docs): {[round(c, 5) for c in cosines]}")
-            rows.append(("e5-small", "PyLate float32", peer))
+            print(
+                f"agreement with PyLate (min cosine per token, 4 docs): {[round(c, 5) for c in cosines]}",
+                flush=True,
+            )
+            add("e5-small", "PyLate float32", peer)
         del reference
         if not args.skip_large:
             jina = Path(tmp) / "jina-shape"
             write_jina_shape(jina)
             for dtype in ("float32", "bfloat16"):
-                rows.append(
-                    (
-                        "jina-v2-shape",
-                        f"polycolbert {dtype}",
-                        time_ours(jina, dtype, docs, queries, max(2, args.runs // 2)),
-                    )
+                add(
+                    "jina-v2-shape",
+                    f"polycolbert {dtype}",
+                    time_ours(jina, dtype, docs, queries, max(2, args.runs // 2)),
                 )
-    print(f"\n{args.docs} documents ({tokens} tokens), {args.docs} queries; median of {args.runs} runs\n")
-    print("| model | engine | docs/s | tokens/s | queries/s | spread |")
-    print("| --- | --- | ---: | ---: | ---: | ---: |")
-    for model, engine, row in rows:
-        print(
-            f"| {model} | {engine} | {row['docs_per_s']:.1f} | {row['tokens_per_s']:.0f} | "
-            f"{row['queries_per_s']:.1f} | {row['doc_spread']:.0%} |"
-        )
+    print(f"\n{args.docs} documents ({tokens} tokens), {args.docs} queries; median of {args.runs} runs")
     baseline = next((r for m, e, r in rows if e.startswith("PyLate")), None)
     if baseline:
         for model, engine, row in rows:
