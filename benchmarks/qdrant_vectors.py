@@ -7,6 +7,7 @@ Shared by ``benchmarks/qdrant_backend.py`` and the slow Qdrant agreement test: t
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -21,7 +22,30 @@ class EncodedCorpus:
     queries: dict[int, list[np.ndarray]]
 
 
-def load_scifact_vectors(root: str = SCIFACT, dims: tuple[int, ...] = DIMS) -> EncodedCorpus:
+def sample_corpus(dataset: Any, size: int, seed: int = 0) -> Any:
+    """Every judged-relevant document plus random others up to ``size``: a smaller corpus whose queries
+    still have their answers (absolute nDCG rises, but exhaustive vs prefetch stay comparable)."""
+    from polycolbert.eval.datasets import Dataset
+
+    relevant = {d for judged in dataset.qrels.values() for d, g in judged.items() if g > 0}
+    keep = [i for i, d in enumerate(dataset.corpus_ids) if d in relevant]
+    others = [i for i, d in enumerate(dataset.corpus_ids) if d not in relevant]
+    rng = np.random.default_rng(seed)
+    extra = rng.choice(len(others), size=max(0, min(len(others), size - len(keep))), replace=False)
+    chosen = sorted(keep + [others[j] for j in extra])
+    return Dataset(
+        name=f"{dataset.name}-sample{len(chosen)}",
+        corpus_ids=[dataset.corpus_ids[i] for i in chosen],
+        corpus_texts=[dataset.corpus_texts[i] for i in chosen],
+        query_ids=dataset.query_ids,
+        query_texts=dataset.query_texts,
+        qrels=dataset.qrels,
+    )
+
+
+def load_scifact_vectors(
+    root: str = SCIFACT, dims: tuple[int, ...] = DIMS, sample: int | None = None
+) -> EncodedCorpus:
     from rich.console import Console
 
     from polycolbert import ColBERT
@@ -30,11 +54,20 @@ def load_scifact_vectors(root: str = SCIFACT, dims: tuple[int, ...] = DIMS) -> E
     from polycolbert.eval.systems import ColBERTEncoder, _progress, encode_cached
 
     dataset = load_beir(root)
+    if sample is not None:
+        dataset = sample_corpus(dataset, sample)
     encoder = ColBERTEncoder(ColBERT.load(), dims)
     wanted = [f"colbert-{d}" for d in dims]
     progress = _progress(Console(stderr=True))
     with progress:
-        docs = encode_cached(encoder, dataset.corpus_texts, "document", wanted, default_cache_dir(), progress)
+        # Chunks of 256: each is cached as soon as it is encoded, so an interrupted run resumes.
+        docs: dict[str, list[np.ndarray]] = {name: [] for name in wanted}
+        for start in range(0, len(dataset.corpus_texts), 256):
+            chunk = dataset.corpus_texts[start : start + 256]
+            for name, vectors in encode_cached(
+                encoder, chunk, "document", wanted, default_cache_dir(), progress
+            ).items():
+                docs[name].extend(vectors)
         queries = encode_cached(encoder, dataset.query_texts, "query", wanted, default_cache_dir(), progress)
     return EncodedCorpus(
         dataset,
@@ -44,10 +77,11 @@ def load_scifact_vectors(root: str = SCIFACT, dims: tuple[int, ...] = DIMS) -> E
 
 
 if __name__ == "__main__":
+    import sys
     import time
 
     t0 = time.perf_counter()
-    corpus = load_scifact_vectors()
+    corpus = load_scifact_vectors(sample=int(sys.argv[1]) if len(sys.argv) > 1 else None)
     print(
         len(corpus.documents[128]), "documents", len(corpus.queries[128]), "queries", time.perf_counter() - t0
     )

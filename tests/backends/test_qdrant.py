@@ -66,6 +66,21 @@ def test_protocol_open_and_reopen(tmp_path: Path) -> None:
     again.close()
 
 
+def test_open_backend_create_flag_len_and_exhaustive(tmp_path: Path) -> None:
+    location = f"qdrant+local://{tmp_path}/made"
+    store = open_backend(location, create=True, model="toy", dimensions=DIM, nbits=2)
+    assert isinstance(store, QdrantBackend) and len(store) == 0
+    ids, texts, _, vectors = make_docs(4)
+    store.add(texts, ids=ids, vectors=vectors)
+    assert len(store) == 4
+    top = store.search(["q"], k=1, exhaustive=True, query_vectors=[vectors[2]])[0][0]
+    assert top.id == "doc-2"
+    store.close()
+    again = open_backend(location, create=True, model="toy", dimensions=DIM)  # exists: opened, not re-made
+    assert len(again) == 4
+    again.close()
+
+
 def test_add_search_matches_maxsim(store: QdrantBackend) -> None:
     ids, texts, metadata, vectors = make_docs(60)
     assert store.add(texts, ids=ids, metadata=metadata, vectors=vectors) == ids

@@ -167,13 +167,28 @@ class QdrantBackend:
         dimensions: int | None = None,
         api_key: str | None = None,
         timeout: int = DEFAULT_TIMEOUT,
+        create: bool = False,
+        nbits: int | None = None,
         **options: Any,
     ) -> QdrantBackend:
-        """Open an existing collection; its settings come from the collection's metadata."""
+        """Open an existing collection; its settings come from the collection's metadata.
+
+        ``create=True`` creates it when missing (what ``open_backend`` callers ask of every backend);
+        ``nbits`` is the embedded index's residual compression and means nothing here (see ``quantization``).
+        """
         client, collection, folder = cls._client(location, api_key, timeout)
         try:
             try:
-                if not client.collection_exists(collection):
+                exists = client.collection_exists(collection)
+            except _connection_errors() as error:
+                raise _explain(error, location) from None
+            if not exists and create:
+                client.close()
+                return cls.create(
+                    location, model=model, dimensions=dimensions, api_key=api_key, timeout=timeout, **options
+                )
+            try:
+                if not exists:
                     raise ValueError(f"{location}: no such collection (create it first)")
                 config = client.get_collection(collection).config
             except _connection_errors() as error:
@@ -479,11 +494,13 @@ class QdrantBackend:
         hybrid: bool = False,
         query_vectors: Sequence[np.ndarray] | None = None,
         prefetch_limit: int | None = None,
+        exhaustive: bool = False,
     ) -> list[list[SearchHit]]:
         """Top-``k`` per query: prefetch candidates by the single vector, then rank them by exact MaxSim.
 
         ``prefetch_limit`` (default: the backend's, else ``max(100, 10 k)``) is how many candidates the
-        single vector brings; ``0`` skips the prefetch and scans every point with MaxSim.
+        single vector brings; ``0`` (or ``exhaustive=True``) skips the prefetch and scans every point with
+        exact MaxSim.
         """
         from qdrant_client import models
 
@@ -500,7 +517,7 @@ class QdrantBackend:
             if len(query_vectors) != len(queries):
                 raise ValueError(f"got {len(query_vectors)} query vector arrays for {len(queries)} queries")
             arrays = [self._check_vectors(v, f"query_vectors[{i}]") for i, v in enumerate(query_vectors)]
-        chosen = prefetch_limit if prefetch_limit is not None else self.prefetch_limit
+        chosen = 0 if exhaustive else prefetch_limit if prefetch_limit is not None else self.prefetch_limit
         limit = max(100, 10 * k) if chosen is None else int(chosen)
         requests = []
         for array in arrays:
@@ -585,6 +602,12 @@ class QdrantBackend:
                 "write_consistency_factor": params.write_consistency_factor,
             },
         }
+
+    def __len__(self) -> int:
+        try:
+            return int(self.client.count(self.collection, exact=True).count)
+        except _connection_errors() as error:
+            raise _explain(error, self.location) from None
 
     def close(self) -> None:
         self.client.close()
