@@ -513,16 +513,37 @@ class Index:
     ) -> list[tuple[int, float]]:
         codec: Codec = state["codec"]
         cscores = q @ codec.centroids.T  # [nq, C]
-        probe = np.unique(np.argpartition(-cscores, p.nprobe - 1, axis=1)[:, : p.nprobe])
+        probe = np.argpartition(-cscores, p.nprobe - 1, axis=1)[:, : p.nprobe]  # [nq, nprobe]
         ptr, lists = state["ivf"]
-        cand = np.unique(np.concatenate([lists[ptr[c] : ptr[c + 1]] for c in probe]))
-        cand = cand[allowed[cand]]
+        # Centroid interaction through the inverted lists (PLAID's stage 2 without touching tokens): a
+        # document's approximate score for query token i is the best probed centroid it contains; where
+        # it contains none, the i-th token's weakest probed score stands in (an upper bound on the rest).
+        rows = np.repeat(np.arange(len(q)), p.nprobe)
+        cents = probe.reshape(-1)
+        sizes = ptr[cents + 1] - ptr[cents]
+        hit_entries = (
+            np.concatenate([lists[ptr[c] : ptr[c + 1]] for c in cents])
+            if sizes.sum()
+            else np.zeros(0, np.int64)
+        )
+        hit_rows = np.repeat(rows, sizes)
+        hit_vals = np.repeat(cscores[rows, cents], sizes)
+        ok = allowed[hit_entries]
+        hit_entries, hit_rows, hit_vals = hit_entries[ok], hit_rows[ok], hit_vals[ok]
+        cand, inverse = np.unique(hit_entries, return_inverse=True)
         if len(cand) < max(k, p.ndocs):
-            cand = entries  # too few from the probed lists: score everything allowed (always k results)
+            # too few documents in the probed lists: score every allowed one this way (always k results)
+            cand = entries
+            inverse = np.searchsorted(entries, hit_entries)
+        floor = cscores[np.arange(len(q))[:, None], probe].min(axis=1)  # [nq]
+        best = np.repeat(floor[:, None], len(cand), axis=1).astype(np.float32)
+        np.maximum.at(best, (hit_rows, inverse), hit_vals)
+        approx = best.sum(axis=0)
+        # Refine the best 4 x ndocs with every token's own centroid score, then decode the best ndocs.
+        cand = cand[top_k(approx, 4 * p.ndocs, state["ids"][cand])]
         pos = token_positions(state["offsets"], state["lengths"], cand)
-        approx = segment_maxsim(
-            cscores[:, state["codes"][pos].astype(np.int64)], state["lengths"][cand], [len(q)]
-        )[0]
+        codes = state["codes"][pos].astype(np.int64)
+        approx = segment_maxsim(cscores[:, codes], state["lengths"][cand], [len(q)])[0]
         keep = cand[top_k(approx, p.ndocs, state["ids"][cand])]
         exact = self._exact(state, q, [len(q)], keep, cache=False)[0]
         return [(int(keep[i]), float(exact[i])) for i in top_k(exact, k, state["ids"][keep])]
