@@ -321,7 +321,10 @@ def scifact_vectors():
     sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
     from qdrant_vectors import load_scifact_vectors
 
-    return load_scifact_vectors(dims=(128,))
+    # 1,200 documents (every judged-relevant one plus random others) unless POLYCOLBERT_SCIFACT_FULL=1:
+    # encoding all 5,183 on a shared 2-core CPU takes most of an hour the first time (cached afterwards).
+    sample = None if os.environ.get("POLYCOLBERT_SCIFACT_FULL") == "1" else 1200
+    return load_scifact_vectors(dims=(128,), sample=sample)
 
 
 @pytest.mark.slow
