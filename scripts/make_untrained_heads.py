@@ -1,14 +1,15 @@
-"""Write the packaged default model's untrained heads: one fixed random orthogonal projection per size.
+"""Write untrained heads for e5-small: one fixed random orthogonal projection per size (the baseline).
 
-Run once: ``.venv/bin/python scripts/make_untrained_heads.py``. Seeded, so the file is reproducible;
-the quality issue's training replaces these heads with trained ones.
+``.venv/bin/python scripts/make_untrained_heads.py OUT.safetensors``. Seeded, so the file is reproducible.
+The packaged default model shipped these before its heads were trained (docs/default-model.md).
 """
 
 from __future__ import annotations
 
+import sys
+
 import torch
 
-from polycolbert.models.catalog import packaged_folder
 from polycolbert.models.heads import ColBERTHeads
 
 HIDDEN = 384
@@ -26,7 +27,9 @@ def main() -> None:
     generator = torch.Generator().manual_seed(SEED)
     heads = ColBERTHeads.from_weights({d: orthogonal_rows(d, generator) for d in (128, 96, 64)})
     tensors = {f"heads.{d}.weight": layer.weight.detach().contiguous() for d, layer in heads.layers.items()}
-    save_file(tensors, str(packaged_folder("polycolbert-e5-small") / "heads.safetensors"))
+    if len(sys.argv) != 2:
+        raise SystemExit("usage: make_untrained_heads.py OUT.safetensors")
+    save_file(tensors, sys.argv[1])
 
 
 if __name__ == "__main__":
