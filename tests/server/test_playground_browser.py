@@ -69,3 +69,31 @@ def test_key_is_asked_for_and_kept_in_the_session(registry, browser):
         page.wait_for_selector("#results li.result", timeout=60_000)
         assert page.evaluate("sessionStorage.getItem('polycolbert-key')") == "s3cret"
         assert page.evaluate("localStorage.length") == 0
+
+
+def test_index_mode_shows_index_size(registry, browser, tmp_path):
+    from fastapi.testclient import TestClient
+
+    app = create_app(registry, keys=[], index_root=tmp_path)
+    client = TestClient(app)
+    client.post("/v1/indexes", json={"name": "cities"})
+    client.post(
+        "/v1/indexes/cities/documents",
+        json={
+            "documents": [
+                {"id": "paris", "text": "Paris is the capital of France."},
+                {"id": "tokyo", "text": "Tokyo is the capital of Japan."},
+            ]
+        },
+    )
+    with live_server(app) as url:
+        page = browser.new_page()
+        page.goto(url + "/")
+        page.wait_for_function("document.querySelectorAll('#source option').length > 1")
+        page.select_option("#source", "cities")
+        page.fill("#query", "capital of Japan")
+        page.click("#search")
+        page.wait_for_selector("#results li.result", timeout=60_000)
+        assert page.locator("#results li.result").count() == 2
+        assert "Tokyo" in page.locator("#results li.result").first.inner_text()
+        assert "index: 2 documents" in page.inner_text("#status")

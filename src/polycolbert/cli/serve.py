@@ -31,6 +31,9 @@ def serve(
     ] = None,
     host: str = "127.0.0.1",
     port: int = 8000,
+    index_root: Annotated[
+        Path | None, typer.Option(help="Folder of embedded indexes served under /v1/indexes.")
+    ] = None,
     keys_file: Annotated[Path | None, typer.Option(help="File with one API key per line.")] = None,
     dtype: Annotated[str, typer.Option(help="auto, float32 or bfloat16.")] = "auto",
     max_queue: Annotated[int, typer.Option(min=1, help="Queued jobs per model before 429.")] = 256,
@@ -60,7 +63,7 @@ def serve(
         )
     registry = load_registry(model or [], dtype, max_queue, max_batch_tokens, batching, aliases)
     uvicorn.run(
-        create_app(registry, keys, max_request_tokens),
+        create_app(registry, keys, max_request_tokens, index_root=index_root),
         host=host,
         port=port,
         timeout_graceful_shutdown=30,

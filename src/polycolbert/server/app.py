@@ -14,6 +14,7 @@ import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from importlib import resources
+from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -25,6 +26,8 @@ from polycolbert import __version__
 from polycolbert.server import errors
 from polycolbert.server.auth import check_authorization
 from polycolbert.server.batching import Batcher
+from polycolbert.server.index_routes import IndexStore
+from polycolbert.server.index_routes import router as index_router
 from polycolbert.server.metrics import Metrics
 from polycolbert.server.registry import DEFAULT_ALIASES, Registry
 from polycolbert.server.routes_jina import router as jina_router
@@ -64,7 +67,10 @@ MAX_REQUEST_TOKENS = 262_144  # ~40 s of CPU encoding with the default model; on
 
 
 def create_app(
-    registry: Registry, keys: Sequence[str], max_request_tokens: int = MAX_REQUEST_TOKENS
+    registry: Registry,
+    keys: Sequence[str],
+    max_request_tokens: int = MAX_REQUEST_TOKENS,
+    index_root: str | Path | None = None,
 ) -> FastAPI:
     """The app over already loaded models; ``keys`` empty means no authentication (loopback only)."""
     metrics = Metrics()
@@ -121,6 +127,8 @@ def create_app(
         return response
 
     app.include_router(jina_router)
+    app.state.indexes = IndexStore(Path(index_root) if index_root is not None else None)
+    app.include_router(index_router)
 
     @app.get("/v1/models", response_model=ModelList)
     async def models() -> ModelList:

@@ -1,0 +1,197 @@
+"""Index routes: embedded indexes under one root folder, with the same auth, limits and error shape.
+
+``GET /v1/indexes``, ``POST /v1/indexes`` (create), ``GET /v1/indexes/{name}`` (info),
+``POST /v1/indexes/{name}/documents`` (add or update), ``POST /v1/indexes/{name}/documents/delete``,
+``POST /v1/indexes/{name}/search``. Indexes use the served model of the same name, so one loaded model
+serves both the Jina routes and search.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Request
+from pydantic import Field, StrictBool, StrictInt, StrictStr
+from starlette.concurrency import run_in_threadpool
+
+from polycolbert.backends.base import validate_filter
+from polycolbert.index.index import Index
+from polycolbert.server.errors import APIError
+from polycolbert.server.routes_jina import read_request
+from polycolbert.server.schemas import MAX_INPUTS, Strict
+
+router = APIRouter()
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+class CreateIndex(Strict):
+    name: StrictStr
+    model: StrictStr = "polycolbert-e5-small"
+    dimensions: StrictInt | None = None
+    nbits: StrictInt = 2
+
+
+class Document(Strict):
+    id: StrictStr
+    text: StrictStr
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class AddDocuments(Strict):
+    documents: Annotated[list[Document], Field(min_length=1, max_length=MAX_INPUTS)]
+    update: StrictBool = False
+
+
+class DeleteDocuments(Strict):
+    ids: Annotated[list[StrictStr], Field(min_length=1, max_length=10_000)]
+
+
+class SearchIndex(Strict):
+    queries: Annotated[list[StrictStr], Field(min_length=1, max_length=MAX_INPUTS)]
+    k: Annotated[StrictInt, Field(ge=1, le=1000)] = 10
+    filter: dict[str, Any] | None = None
+    hybrid: StrictBool = False
+    exhaustive: StrictBool = False
+
+
+class IndexStore:
+    """Open indexes by name under ``root``; one write lock per index (SQLite serialises commits anyway)."""
+
+    def __init__(self, root: Path | None):
+        self.root = root
+        self.open: dict[str, Index] = {}
+        self.locks: dict[str, threading.Lock] = {}
+
+    def folder(self, name: str) -> Path:
+        if self.root is None:
+            raise APIError(
+                404, "RESOURCE_NOT_FOUND", "This server has no index root: start it with --index-root DIR"
+            )
+        if not NAME.match(name):
+            raise APIError(400, "INPUT_INVALID", f"Index name {name!r}: use letters, digits, '_', '-', '.'")
+        return self.root / name
+
+    def get(self, request: Request, name: str) -> Index:
+        if name in self.open:
+            return self.open[name]
+        folder = self.folder(name)
+        if not (folder / "index.sqlite").is_file():
+            raise APIError(404, "RESOURCE_NOT_FOUND", f"No index named {name!r}")
+        probe = Index.open(folder)
+        model_name = probe.model_name
+        probe.close()
+        served = request.app.state.registry.get(model_name)
+        self.open[name] = Index.open(folder, model=served.model)
+        self.locks[name] = threading.Lock()
+        return self.open[name]
+
+    def names(self) -> list[str]:
+        if self.root is None or not self.root.is_dir():
+            return []
+        return sorted(p.name for p in self.root.iterdir() if (p / "index.sqlite").is_file())
+
+
+def _store(request: Request) -> IndexStore:
+    return request.app.state.indexes
+
+
+def _checked(call: Any, *args: Any, **kwargs: Any) -> Any:
+    try:
+        return call(*args, **kwargs)
+    except (ValueError, KeyError) as error:
+        raise APIError(400, "INPUT_INVALID", str(error)) from None
+
+
+@router.get("/v1/indexes")
+async def list_indexes(request: Request) -> dict[str, Any]:
+    store = _store(request)
+    data = []
+    for name in store.names():
+        info = await run_in_threadpool(store.get(request, name).info)
+        data.append(
+            {
+                "name": name,
+                "model": info["model"],
+                "dimensions": info["dimensions"],
+                "documents": info["documents"],
+            }
+        )
+    return {"object": "list", "data": data}
+
+
+@router.post("/v1/indexes", status_code=201)
+async def create_index(request: Request) -> dict[str, Any]:
+    body: CreateIndex = await read_request(request, CreateIndex)
+    store = _store(request)
+    folder = store.folder(body.name)
+    if folder.exists():
+        raise APIError(409, "CONFLICT_RESOURCE_BUSY", f"Index {body.name!r} already exists")
+    served = request.app.state.registry.get(body.model)
+    index = await run_in_threadpool(_checked, Index.create, folder, served.model, body.dimensions, body.nbits)
+    store.open[body.name], store.locks[body.name] = index, threading.Lock()
+    return await run_in_threadpool(index.info)
+
+
+@router.get("/v1/indexes/{name}")
+async def index_info(request: Request, name: str) -> dict[str, Any]:
+    return await run_in_threadpool(_store(request).get(request, name).info)
+
+
+@router.post("/v1/indexes/{name}/documents")
+async def add_documents(request: Request, name: str) -> dict[str, Any]:
+    body: AddDocuments = await read_request(request, AddDocuments)
+    store = _store(request)
+    index = store.get(request, name)
+    ids = [d.id for d in body.documents]
+    texts = [d.text for d in body.documents]
+    metadata = [d.metadata for d in body.documents]
+
+    def write() -> None:
+        with store.locks[name]:
+            if body.update:
+                index.update(ids, texts, metadata=metadata)
+            else:
+                index.add(texts, ids=ids, metadata=metadata)
+
+    await run_in_threadpool(_checked, write)
+    return {"object": "list", "updated" if body.update else "added": len(ids)}
+
+
+@router.post("/v1/indexes/{name}/documents/delete")
+async def delete_documents(request: Request, name: str) -> dict[str, Any]:
+    body: DeleteDocuments = await read_request(request, DeleteDocuments)
+    store = _store(request)
+    index = store.get(request, name)
+
+    def remove() -> int:
+        with store.locks[name]:
+            return index.delete(body.ids)
+
+    return {"deleted": await run_in_threadpool(_checked, remove)}
+
+
+@router.post("/v1/indexes/{name}/search")
+async def search_index(request: Request, name: str) -> dict[str, Any]:
+    body: SearchIndex = await read_request(request, SearchIndex)
+    index = _store(request).get(request, name)
+    if body.filter is not None:
+        _checked(validate_filter, body.filter)
+    hits = await run_in_threadpool(
+        _checked,
+        index.search,
+        body.queries,
+        k=body.k,
+        filter=body.filter,
+        hybrid=body.hybrid,
+        exhaustive=body.exhaustive,
+    )
+    return {
+        "object": "list",
+        "results": [
+            [{"id": h.id, "score": h.score, "text": h.text, "metadata": h.metadata} for h in row]
+            for row in hits
+        ],
+    }
