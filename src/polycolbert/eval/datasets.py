@@ -72,7 +72,8 @@ def _find(root: Path, stem: str) -> Path:
     raise DatasetError(f"{root / stem}: file not found (expected {stem} or {stem}.gz in the dataset folder)")
 
 
-def _read_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
+def read_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
+    """Non-empty lines of a JSONL(.gz) file as (line number, object); errors name the file and line."""
     try:
         with _open_text(path) as handle:
             for number, line in enumerate(handle, start=1):
@@ -95,7 +96,7 @@ def _read_records(path: Path, with_title: bool) -> tuple[list[str], list[str]]:
     ids: list[str] = []
     texts: list[str] = []
     seen: dict[str, int] = {}
-    for number, record in _read_jsonl(path):
+    for number, record in read_jsonl(path):
         raw_id = record.get("_id")
         text = record.get("text")
         if not isinstance(raw_id, (str, int)) or isinstance(raw_id, bool) or str(raw_id) == "":

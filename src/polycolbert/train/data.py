@@ -7,13 +7,11 @@ from. Evaluation sets are refused by name: a model must be evaluated on sets it 
 from __future__ import annotations
 
 import csv
-import gzip
-import json
 import random
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+
+from polycolbert.eval.datasets import read_jsonl
 
 # Folders that shared/data/README.md reserves for evaluation (scifact only for its test qrels).
 EVALUATION_SETS = ("xquad-", "belebele-")
@@ -33,31 +31,11 @@ class TrainingExample:
     source: str = ""
 
 
-def _open_text(path: Path) -> TextIO:
-    if path.suffix == ".gz":
-        return gzip.open(path, "rt", encoding="utf-8")
-    return open(path, encoding="utf-8")
-
-
-def _jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    with _open_text(path) as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise ValueError(f"{path}:{number}: not valid JSON ({error.msg})") from None
-            if not isinstance(record, dict):
-                raise ValueError(f"{path}:{number}: expected a JSON object")
-            yield number, record
-
-
 def read_examples_jsonl(path: str | Path) -> list[TrainingExample]:
     """Read ``{"query", "positive", "negatives"?, "scores"?}`` JSON lines (``document`` = ``positive``)."""
     path = Path(path)
     examples = []
-    for number, record in _jsonl(path):
+    for number, record in read_jsonl(path):
         query = record.get("query")
         positive = record.get("positive", record.get("document"))
         negatives = record.get("negatives", [])
@@ -96,14 +74,14 @@ def read_corpus(folder: Path) -> dict[str, str]:
     if not path.exists():
         path = folder / "corpus.jsonl.gz"
     corpus = {}
-    for _, record in _jsonl(path):
+    for _, record in read_jsonl(path):
         title, text = str(record.get("title") or ""), str(record.get("text") or "")
         corpus[str(record["_id"])] = f"{title}. {text}" if title else text
     return corpus
 
 
 def read_queries(folder: Path) -> dict[str, str]:
-    return {str(r["_id"]): str(r["text"]) for _, r in _jsonl(folder / "queries.jsonl")}
+    return {str(r["_id"]): str(r["text"]) for _, r in read_jsonl(folder / "queries.jsonl")}
 
 
 def read_qrels(path: Path) -> list[tuple[str, str]]:
