@@ -207,6 +207,8 @@ class Index:
         self, texts: Sequence[str], ids: Sequence[str] | None, metadata: Sequence[dict[str, Any]] | None
     ) -> tuple[list[str], list[str], list[dict[str, Any]]]:
         texts = list(texts)
+        if not texts:
+            raise ValueError("no documents given: pass at least one text")
         if not all(isinstance(t, str) for t in texts):
             raise ValueError("texts must be strings")
         ids = [uuid.uuid4().hex for _ in texts] if ids is None else [str(i) for i in ids]
@@ -221,8 +223,11 @@ class Index:
         metadata = [{} for _ in texts] if metadata is None else list(metadata)
         if len(metadata) != len(texts) or not all(isinstance(m, dict) for m in metadata):
             raise ValueError("metadata must be one JSON object per text")
-        for m in metadata:
-            json.dumps(m)
+        for i, m in enumerate(metadata):
+            try:
+                json.dumps(m)
+            except (TypeError, ValueError) as error:
+                raise ValueError(f"metadata[{i}] is not JSON-serialisable: {error}") from None
         return texts, ids, metadata
 
     def _vectors_for(self, texts: list[str], vectors: Sequence[np.ndarray] | None) -> list[np.ndarray]:
