@@ -94,11 +94,6 @@ def test_document_drops_skiplist_rows_keeps_specials(recipe, xlmr_tok):
         assert text[start:end].strip() == xlmr_tok.id_to_token(tid).replace("▁", "").strip()
 
 
-def test_only_punctuation_document_keeps_special_rows(recipe):
-    [doc] = recipe.tokenize_documents(["?!..."])
-    assert doc.token_ids[:2] == [0, DOC_MARKER] and doc.token_ids[-1] == 2
-
-
 def test_doc_truncation_lengths(recipe):
     text = " ".join(f"w{i}" for i in range(6000))
     [full] = recipe.tokenize_documents([text])
@@ -153,6 +148,8 @@ def test_million_characters_is_bounded(recipe):
         ([3], "must be a string"),
         (["ok", None], "input 1"),
         ("a string", "list of texts"),
+        (["?!..."], "only punctuation"),
+        (["ok", "— … ¿?"], "input 1 holds only punctuation"),
     ],
 )
 def test_bad_input_is_a_clear_value_error(recipe, texts, message):

@@ -19,6 +19,7 @@ vector is taken from the window in which it sits most centrally, so no text the 
 from __future__ import annotations
 
 import string
+import unicodedata
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -64,6 +65,14 @@ def stanford_skiplist(tokenizer: Tokenizer) -> frozenset[int]:
     return frozenset(ids)
 
 
+def _only_punctuation(text: str) -> bool:
+    """True when no character is a letter, digit or combining mark: nothing a retriever could match.
+
+    ``any`` stops at the first letter, so ordinary text (of any length) costs almost nothing here.
+    """
+    return not any(unicodedata.category(c)[0] in "LNM" for c in text)
+
+
 def _check_texts(texts: Sequence[str]) -> None:
     if isinstance(texts, str):
         raise ValueError("expected a list of texts, got a single string; wrap it in a list")
@@ -72,6 +81,8 @@ def _check_texts(texts: Sequence[str]) -> None:
             raise ValueError(f"input {i} must be a string, got {type(text).__name__}")
         if not text.strip():
             raise ValueError(f"input {i} is empty; every text must contain at least one non-space character")
+        if _only_punctuation(text):
+            raise ValueError(f"input {i} holds only punctuation and symbols; there is nothing to encode")
 
 
 class Recipe:

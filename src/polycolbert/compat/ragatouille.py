@@ -179,7 +179,7 @@ class RAGPretrainedModel:
         for start in range(0, len(offsets), room):
             piece = offsets[start : start + room]
             chunk = text[piece[0][0] : piece[-1][1]].strip()
-            if chunk:
+            if any(c.isalnum() for c in chunk):  # a trailing run of punctuation is not a passage
                 chunks.append(chunk)
         return chunks
 
