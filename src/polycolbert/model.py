@@ -161,30 +161,26 @@ class ColBERT:
 
         ``RAW`` (0) gives the normalised backbone states, ``STATES`` (-1) the unnormalised ones.
         """
-        wanted = tuple(dict.fromkeys(dims))
-        for dim in wanted:
-            if dim not in (RAW, STATES):
-                self.check_dimensions(dim)
-        tokenized = self.tokenize(texts, input_type)
-        return self._run(tokenized, wanted, batch_size, progress)
+        wanted = self._checked_dims(dims)
+        return self._run(self.tokenize(texts, input_type), wanted, batch_size, progress)
 
     def encode_tokenized(
         self, tokenized: list[TokenizedText], dims: Iterable[int], batch_size: int = 32
     ) -> dict[int, list[np.ndarray]]:
         """Encode texts already prepared by :meth:`tokenize` (the server validates before it queues)."""
+        return self._run(tokenized, self._checked_dims(dims), batch_size, False)
+
+    def _checked_dims(self, dims: Iterable[int]) -> tuple[int, ...]:
+        """Requested sizes, deduplicated in order; RAW and STATES pass, others must be offered."""
         wanted = tuple(dict.fromkeys(dims))
         for dim in wanted:
             if dim not in (RAW, STATES):
                 self.check_dimensions(dim)
-        return self._run(tokenized, wanted, batch_size, False)
+        return wanted
 
     def count_tokens(self, texts: Sequence[str], input_type: InputType) -> list[int]:
         """Tokens each input costs, as Jina's ``usage`` counts them (a query always costs query_maxlen)."""
         return [t.n_tokens for t in self.tokenize(texts, input_type)]
-
-    def tokenize_document_spans(self, text: str) -> list[tuple[int, int]]:
-        """Character span of each row ``encode_documents`` returns for ``text`` ((0, 0) for special rows)."""
-        return self.recipe.tokenize_documents([text])[0].spans
 
     def forward_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Backbone token states with gradients (training); callers apply heads and normalise."""

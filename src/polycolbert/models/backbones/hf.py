@@ -38,10 +38,6 @@ class HFBackbone(nn.Module):
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         return self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
 
-    def state_dict_for_checkpoint(self) -> dict[str, torch.Tensor]:
-        """The weights under transformers' own names (no ``model.`` prefix), as checkpoints store them."""
-        return dict(self.model.state_dict())
-
 
 def _config(kind: HFKind, config: Mapping[str, Any]) -> Any:
     from transformers import BertConfig, XLMRobertaConfig
