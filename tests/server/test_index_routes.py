@@ -14,10 +14,15 @@ DOCS = [
 ]
 
 
-@pytest.fixture
-def api(registry, tmp_path):
+@pytest.fixture(params=["folder", "qdrant"])
+def api(request, registry, tmp_path):
+    """The same routes over a folder of embedded indexes and over Qdrant (local mode) collections."""
+    root = str(tmp_path) if request.param == "folder" else f"qdrant+local://{tmp_path}/qdrant"
     # No `with`: the app's lifespan would close the session-wide registry's batchers on exit.
-    return TestClient(create_app(registry, keys=[], index_root=tmp_path))
+    client = TestClient(create_app(registry, keys=[], index_root=root))
+    client.backend_kind = request.param
+    yield client
+    client.app.state.indexes.close()
 
 
 def test_index_lifecycle(api):
@@ -35,10 +40,16 @@ def test_index_lifecycle(api):
         "/v1/indexes/demo/search", json={"queries": ["Eiffel Tower"], "k": 1, "filter": {"lang": "de"}}
     ).json()
     assert german["results"][0][0]["id"] == "turm"
-    hybrid = api.post("/v1/indexes/demo/search", json={"queries": ["Tokyo"], "k": 3, "hybrid": True}).json()
-    assert hybrid["results"][0][0]["id"] == "tokyo"
+    hybrid = api.post("/v1/indexes/demo/search", json={"queries": ["Tokyo"], "k": 3, "hybrid": True})
+    exhaustive = api.post("/v1/indexes/demo/search", json={"queries": ["Tokyo"], "k": 3, "exhaustive": True})
+    assert exhaustive.json()["results"][0][0]["id"] == "tokyo"
     info = api.get("/v1/indexes/demo").json()
-    assert info["documents"] == 3 and info["bytes_on_disk"]["total"] > 0
+    assert info["documents"] == 3 and info["dimensions"] == 64
+    if api.backend_kind == "folder":
+        assert hybrid.json()["results"][0][0]["id"] == "tokyo" and info["bytes_on_disk"]["total"] > 0
+    else:  # Qdrant has no keyword index: a clear 400, not a 500
+        check(hybrid, 400)
+        assert "embedded index" in hybrid.json()["detail"] and info["backend"] == "qdrant"
     assert [i["name"] for i in api.get("/v1/indexes").json()["data"]] == ["demo"]
     assert api.post("/v1/indexes/demo/documents/delete", json={"ids": ["tokyo"]}).json()["deleted"] == 1
     after = api.post("/v1/indexes/demo/search", json={"queries": ["Tokyo"], "k": 3}).json()

@@ -23,6 +23,7 @@ import numpy as np
 Filter = dict[str, Any]
 COMPARISONS = ("$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$in", "$nin")
 LOGICAL = ("$and", "$or", "$not")
+QDRANT_SCHEMES = ("qdrant://", "qdrants://", "qdrant+local://")
 
 
 @dataclass
@@ -71,8 +72,20 @@ class Backend(Protocol):
         filter: Filter | None = None,
         hybrid: bool = False,
         query_vectors: Sequence[np.ndarray] | None = None,
+        exhaustive: bool = False,
     ) -> list[list[SearchHit]]:
-        """Top-``k`` hits per query, best first (``k`` of them whenever ``k`` live documents match)."""
+        """Top-``k`` hits per query, best first (``k`` of them whenever ``k`` live documents match).
+
+        ``exhaustive`` scores every document with exact MaxSim (no candidate generation): for checking.
+        """
+        ...
+
+    def existing(self, ids: Sequence[str]) -> set[str]:
+        """Which of these ids are stored (so a caller can refuse a batch before paying to encode it)."""
+        ...
+
+    def compact(self) -> dict[str, Any]:
+        """Reclaim deleted space and re-fit the compression where the store needs it done by hand."""
         ...
 
     def info(self) -> dict[str, Any]:
@@ -112,9 +125,35 @@ def validate_filter(value: Any, path: str = "filter") -> Filter:
     return value
 
 
+def is_qdrant(location: str) -> bool:
+    return location.startswith(QDRANT_SCHEMES)
+
+
+def create_backend(
+    location: str, model: Any = None, dimensions: int | None = None, nbits: int = 2, **qdrant_options: Any
+) -> Backend:
+    """A new, empty store at ``location``; an existing one is an error (nothing is overwritten).
+
+    ``nbits`` is the embedded index's residual compression; ``qdrant_options`` (prefetch, distance,
+    quantization, on_disk, shard_number, replication_factor, write_consistency_factor, api_key, timeout)
+    configure a Qdrant collection and are refused for a folder, where they would silently mean nothing.
+    """
+    if is_qdrant(location):
+        from polycolbert.backends.qdrant import QdrantBackend
+
+        return QdrantBackend.create(location, model=model, dimensions=dimensions, **qdrant_options)
+    given = sorted(qdrant_options)
+    if given:
+        raise ValueError(f"{', '.join(given)}: Qdrant settings; {location} is an embedded index folder")
+    from polycolbert.backends.local import LocalBackend
+    from polycolbert.index import Index
+
+    return LocalBackend(Index.create(location, model=model, dimensions=dimensions, nbits=nbits))
+
+
 def open_backend(location: str, **options: Any) -> Backend:
     """``qdrant://host:port/collection``, ``qdrant+local://path/collection``, or an embedded index folder."""
-    if location.startswith(("qdrant://", "qdrant+local://")):
+    if is_qdrant(location):
         from polycolbert.backends.qdrant import QdrantBackend
 
         return QdrantBackend.open(location, **options)

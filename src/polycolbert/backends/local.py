@@ -32,7 +32,17 @@ class LocalBackend:
         path = Path(location)
         if create and not (path / "index.sqlite").exists():
             return cls(Index.create(path, model=model, dimensions=dimensions, nbits=nbits))
-        return cls(Index.open(path, model=None if isinstance(model, str) else model))
+        index = Index.open(path, model=None if isinstance(model, str) else model)
+        name = model if isinstance(model, str) else getattr(model, "name", None)
+        problem = None
+        if dimensions is not None and int(dimensions) != index.dimensions:
+            problem = f"{path}: the index stores {index.dimensions}-dim vectors, not {dimensions}"
+        elif name is not None and name != index.model_name:
+            problem = f"{path}: the index was encoded by {index.model_name}, not {name}"
+        if problem:
+            index.close()
+            raise ValueError(problem)
+        return cls(index)
 
     def add(
         self,
@@ -62,12 +72,28 @@ class LocalBackend:
         filter: Filter | None = None,
         hybrid: bool = False,
         query_vectors: Sequence[np.ndarray] | None = None,
+        exhaustive: bool = False,
     ) -> list[list[SearchHit]]:
         if filter is not None:
             validate_filter(filter)
         return self.index.search(
-            queries if queries else None, k=k, filter=filter, hybrid=hybrid, query_vectors=query_vectors
+            queries if queries else None,
+            k=k,
+            filter=filter,
+            hybrid=hybrid,
+            query_vectors=query_vectors,
+            exhaustive=exhaustive,
         )
+
+    def existing(self, ids: Sequence[str]) -> set[str]:
+        return set(self.index._existing(self.index.db, [str(i) for i in ids]))
+
+    def compact(self) -> dict[str, Any]:
+        self.index.compact()
+        problems = self.index.check()
+        if problems:
+            raise ValueError("integrity check failed after compaction: " + "; ".join(problems))
+        return {"compacted": True, "compactions": self.index.info()["compactions"]}
 
     def info(self) -> dict[str, Any]:
         return {"backend": "local", **self.index.info()}

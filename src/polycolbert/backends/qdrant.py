@@ -29,6 +29,7 @@ metadata, so ``open`` needs nothing but the URL.
 from __future__ import annotations
 
 import os
+import threading
 import time
 import uuid
 from collections.abc import Sequence
@@ -149,11 +150,7 @@ class QdrantBackend:
 
         kind, where, collection = parse_location(location)
         if kind == "local":
-            Path(where).mkdir(parents=True, exist_ok=True)
-            try:
-                return QdrantClient(path=where), collection, where
-            except RuntimeError as error:  # portalocker: another process holds the folder
-                raise ValueError(f"{location}: {error}") from None
+            return _LOCAL_CLIENTS.acquire(where, location), collection, where
         key = api_key if api_key is not None else os.environ.get("QDRANT_API_KEY") or None
         client = QdrantClient(url=where, api_key=key, timeout=timeout, check_compatibility=False)
         return client, collection, None
@@ -183,7 +180,7 @@ class QdrantBackend:
             except _connection_errors() as error:
                 raise _explain(error, location) from None
             if not exists and create:
-                client.close()
+                _close_client(client, folder)
                 return cls.create(
                     location, model=model, dimensions=dimensions, api_key=api_key, timeout=timeout, **options
                 )
@@ -205,7 +202,7 @@ class QdrantBackend:
             if name is not None and name != settings["model"]:
                 raise ValueError(f"{location}: the collection was encoded by {settings['model']}, not {name}")
         except BaseException:
-            client.close()
+            _close_client(client, folder)
             raise
         return cls(client, location, collection, settings, model, folder, **options)
 
@@ -292,7 +289,7 @@ class QdrantBackend:
                     raise ValueError(
                         f"{location}: the collection already exists (open it, or pick another name)"
                     )
-                client.close()
+                _close_client(client, folder)
                 existing = cls.open(
                     location, model=model, dimensions=dims, api_key=api_key, timeout=timeout, **options
                 )
@@ -318,7 +315,7 @@ class QdrantBackend:
             except _connection_errors() as error:
                 raise _explain(error, location) from None
         except BaseException:
-            client.close()
+            _close_client(client, folder)
             raise
         return cls(client, location, collection, settings, model, folder, **options)
 
@@ -493,8 +490,8 @@ class QdrantBackend:
         filter: Filter | None = None,
         hybrid: bool = False,
         query_vectors: Sequence[np.ndarray] | None = None,
-        prefetch_limit: int | None = None,
         exhaustive: bool = False,
+        prefetch_limit: int | None = None,
     ) -> list[list[SearchHit]]:
         """Top-``k`` per query: prefetch candidates by the single vector, then rank them by exact MaxSim.
 
@@ -609,14 +606,94 @@ class QdrantBackend:
         except _connection_errors() as error:
             raise _explain(error, self.location) from None
 
+    def existing(self, ids: Sequence[str]) -> set[str]:
+        """Which of these document ids are stored (lets callers refuse a batch before encoding it)."""
+        return self._existing(list(ids))
+
+    def compact(self) -> dict[str, Any]:
+        """Nothing to do by hand: Qdrant's optimizer vacuums deleted points and merges segments itself."""
+        return {"compacted": False, "reason": "Qdrant's optimizer vacuums and merges segments by itself"}
+
     def close(self) -> None:
-        self.client.close()
+        if self.local_folder is not None:
+            _LOCAL_CLIENTS.release(self.local_folder)
+        else:
+            self.client.close()
 
     def __enter__(self) -> QdrantBackend:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class _LocalClients:
+    """One ``QdrantClient(path=...)`` per folder per process, shared and reference-counted.
+
+    Why: qdrant-client's local mode locks its folder, so a second client on the same folder (the server
+    opening two collections, or a probe before the real open) would fail; every collection in a folder
+    can share one client instead.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._clients: dict[str, tuple[Any, int]] = {}
+
+    def acquire(self, folder: str, location: str) -> Any:
+        from qdrant_client import QdrantClient
+
+        key = os.path.realpath(folder)
+        with self._lock:
+            if key in self._clients:
+                client, count = self._clients[key]
+                self._clients[key] = (client, count + 1)
+                return client
+            Path(folder).mkdir(parents=True, exist_ok=True)
+            try:
+                client = QdrantClient(path=folder)
+            except RuntimeError as error:  # portalocker: another process holds the folder
+                raise ValueError(f"{location}: {error}") from None
+            self._clients[key] = (client, 1)
+            return client
+
+    def release(self, folder: str) -> None:
+        key = os.path.realpath(folder)
+        with self._lock:
+            if key not in self._clients:
+                return
+            client, count = self._clients[key]
+            if count > 1:
+                self._clients[key] = (client, count - 1)
+                return
+            del self._clients[key]
+        client.close()
+
+
+_LOCAL_CLIENTS = _LocalClients()
+
+
+def _close_client(client: Any, folder: str | None) -> None:
+    if folder is not None:
+        _LOCAL_CLIENTS.release(folder)
+    else:
+        client.close()
+
+
+def list_collections(root: str, api_key: str | None = None, timeout: int = DEFAULT_TIMEOUT) -> list[str]:
+    """Names of the polycolbert collections under ``qdrant://host:port`` or ``qdrant+local://folder``."""
+    client, _, folder = QdrantBackend._client(root.rstrip("/") + "/_", api_key, timeout)
+    try:
+        try:
+            names = [c.name for c in client.get_collections().collections]
+            return sorted(
+                name
+                for name in names
+                if isinstance((client.get_collection(name).config.metadata or {}).get("polycolbert"), dict)
+            )
+        except _connection_errors() as error:
+            raise _explain(error, root) from None
+    finally:
+        _close_client(client, folder)
 
 
 def _model_and_dims(model: Any, dimensions: int | None) -> tuple[str, int]:

@@ -1,7 +1,13 @@
-"""``polycolbert index ...``: create, fill, search and maintain an embedded index folder."""
+"""``polycolbert index ...``: create, fill, search and maintain an index.
+
+Every command takes a LOCATION: an embedded index folder, or a Qdrant collection
+(``qdrant://host:port/collection``, ``qdrants://`` for HTTPS, ``qdrant+local://folder/collection``); the
+commands are the same for both because they talk only to the ``Backend`` protocol.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import sys
@@ -12,7 +18,12 @@ import typer
 
 from polycolbert.cli.errors import friendly_errors
 
-app = typer.Typer(no_args_is_help=True, help="Embedded multi-vector index (a folder; no service to run).")
+app = typer.Typer(
+    no_args_is_help=True,
+    help="Multi-vector index: an embedded folder (no service to run) or a Qdrant collection (qdrant://...).",
+)
+LOCATION_HELP = "Index folder, qdrant://host:port/collection or qdrant+local://folder/collection."
+Location = Annotated[str, typer.Argument(help=LOCATION_HELP, metavar="LOCATION")]
 
 
 def read_documents(path: Path) -> tuple[list[str], list[str], list[dict[str, Any]]]:
@@ -73,73 +84,99 @@ def read_documents(path: Path) -> tuple[list[str], list[str], list[dict[str, Any
     return ids, texts, metas
 
 
+def _encoder(backend: Any) -> Any:
+    """The model that encodes for this store (loaded on first use; the store's own model name)."""
+    from polycolbert.backends.local import LocalBackend
+
+    if isinstance(backend, LocalBackend):
+        return backend.index._encoder()
+    return backend.model
+
+
 @app.command()
 @friendly_errors
 def create(
-    path: Path,
+    location: Location,
     model: Annotated[str, typer.Option(help="Catalogue name, hub id or checkpoint folder.")] = "",
     dimensions: Annotated[int | None, typer.Option(help="A Matryoshka size the model offers.")] = None,
-    nbits: Annotated[int, typer.Option(help="Residual bits per dimension: 1, 2 or 4.")] = 2,
+    nbits: Annotated[int, typer.Option(help="Embedded index: residual bits per dimension, 1, 2 or 4.")] = 2,
+    prefetch: Annotated[
+        str | None, typer.Option(help="Qdrant: single-vector prefetch, mean | muvera | none.")
+    ] = None,
+    distance: Annotated[str | None, typer.Option(help="Qdrant: cosine | dot.")] = None,
+    quantization: Annotated[str | None, typer.Option(help="Qdrant: scalar | binary.")] = None,
+    on_disk: Annotated[bool | None, typer.Option(help="Qdrant: keep vectors and payload on disk.")] = None,
+    shard_number: Annotated[int | None, typer.Option(help="Qdrant: shards of the collection.")] = None,
+    replication_factor: Annotated[int | None, typer.Option(help="Qdrant: copies of each shard.")] = None,
+    write_consistency_factor: Annotated[
+        int | None, typer.Option(help="Qdrant: replicas that must confirm a write.")
+    ] = None,
 ) -> None:
-    """Create an empty index folder for one model at one size."""
-    from polycolbert.index import Index
+    """Create an empty index for one model at one size (an existing one is an error)."""
+    from polycolbert.backends.base import create_backend
     from polycolbert.models.catalog import DEFAULT_MODEL
 
-    with Index.create(path, model=model or DEFAULT_MODEL, dimensions=dimensions, nbits=nbits) as index:
-        print(
-            json.dumps(
-                {
-                    "path": str(path),
-                    "model": index.model_name,
-                    "dimensions": index.dimensions,
-                    "nbits": index.nbits,
-                }
-            )
-        )
+    given = {
+        "distance": distance,
+        "quantization": quantization,
+        "on_disk": on_disk,
+        "shard_number": shard_number,
+        "replication_factor": replication_factor,
+        "write_consistency_factor": write_consistency_factor,
+    }
+    qdrant_options: dict[str, Any] = {key: value for key, value in given.items() if value is not None}
+    if prefetch is not None:
+        qdrant_options["prefetch"] = None if prefetch == "none" else prefetch
+    backend = create_backend(
+        location, model=model or DEFAULT_MODEL, dimensions=dimensions, nbits=nbits, **qdrant_options
+    )
+    with contextlib.closing(backend):
+        info = backend.info()
+        print(json.dumps({"location": location, "model": info["model"], "dimensions": info["dimensions"]}))
 
 
 @app.command()
 @friendly_errors
 def add(
-    path: Path,
+    location: Location,
     file: Annotated[Path, typer.Argument(help="JSONL or BEIR corpus.jsonl[.gz].")],
     batch_size: Annotated[int, typer.Option(help="Texts per encoder batch.")] = 32,
 ) -> None:
-    """Encode and add documents in one atomic commit (bad lines reject the whole file)."""
-    from polycolbert.index import Index
+    """Encode and add documents in one atomic commit (bad lines or known ids reject the whole file)."""
+    from polycolbert.backends.base import open_backend
 
     ids, texts, metas = read_documents(file)
-    with Index.open(path) as index:
-        taken = set(index.ids()) & set(ids)
+    with contextlib.closing(open_backend(location)) as backend:
+        taken = backend.existing(ids)
         if taken:
             raise ValueError(
                 f"{len(taken)} id(s) already in the index, e.g. {sorted(taken)[:5]}; nothing added"
             )
-        encoder = index._encoder()
+        encoder = _encoder(backend)
         try:
             vectors = encoder.encode_documents(
-                texts, dimensions=index.dimensions, batch_size=batch_size, progress=True
+                texts, dimensions=backend.dimensions, batch_size=batch_size, progress=True
             )
         except TypeError:  # encoders without progress bars (test doubles)
-            vectors = encoder.encode_documents(texts, dimensions=index.dimensions)
-        index.add(texts, ids=ids, metadata=metas, vectors=vectors)
-        print(json.dumps({"added": len(ids), "documents": len(index)}))
+            vectors = encoder.encode_documents(texts, dimensions=backend.dimensions)
+        backend.add(texts, ids=ids, metadata=metas, vectors=vectors)
+        print(json.dumps({"added": len(ids), "documents": backend.info()["documents"]}))
 
 
 @app.command()
 @friendly_errors
-def delete(path: Path, ids: Annotated[list[str], typer.Argument(help="Document ids.")]) -> None:
+def delete(location: Location, ids: Annotated[list[str], typer.Argument(help="Document ids.")]) -> None:
     """Delete documents by id (unknown ids are counted, not an error)."""
-    from polycolbert.index import Index
+    from polycolbert.backends.base import open_backend
 
-    with Index.open(path) as index:
-        print(json.dumps({"deleted": index.delete(ids), "documents": len(index)}))
+    with contextlib.closing(open_backend(location)) as backend:
+        print(json.dumps({"deleted": backend.delete(ids), "documents": backend.info()["documents"]}))
 
 
 @app.command()
 @friendly_errors
 def search(
-    path: Path,
+    location: Location,
     query: Annotated[str | None, typer.Option(help="One query text.")] = None,
     queries: Annotated[Path | None, typer.Option(help="JSONL of {_id, text} or BEIR queries.jsonl.")] = None,
     k: Annotated[int, typer.Option(help="Results per query.")] = 10,
@@ -149,7 +186,7 @@ def search(
     output: Annotated[Path | None, typer.Option(help="Write a TREC run file instead of JSON lines.")] = None,
 ) -> None:
     """Search with one query (--query) or many (--queries); prints JSON or writes a TREC run."""
-    from polycolbert.index import Index
+    from polycolbert.backends.base import open_backend, validate_filter
 
     if (query is None) == (queries is None):
         raise ValueError("give exactly one of --query TEXT or --queries FILE")
@@ -158,7 +195,7 @@ def search(
     parsed_filter = None
     if filter is not None:
         try:
-            parsed_filter = json.loads(filter)
+            parsed_filter = validate_filter(json.loads(filter), "--filter")
         except json.JSONDecodeError as exc:
             raise ValueError(f"--filter is not valid JSON: {exc.msg}") from None
     if query is not None:
@@ -166,10 +203,10 @@ def search(
     else:
         assert queries is not None
         qids, qtexts, _ = read_documents(queries)
-    with Index.open(path) as index:
+    with contextlib.closing(open_backend(location)) as backend:
         results = []
         for start in range(0, len(qtexts), 64):
-            results += index.search(
+            results += backend.search(
                 qtexts[start : start + 64], k=k, filter=parsed_filter, hybrid=hybrid, exhaustive=exhaustive
             )
     if output is not None:
@@ -189,13 +226,13 @@ def search(
 @app.command()
 @friendly_errors
 def info(
-    path: Path, as_json: Annotated[bool, typer.Option("--json", help="Machine-readable.")] = False
+    location: Location, as_json: Annotated[bool, typer.Option("--json", help="Machine-readable.")] = False
 ) -> None:
     """Documents, tokens, bytes on disk and settings."""
-    from polycolbert.index import Index
+    from polycolbert.backends.base import open_backend
 
-    with Index.open(path) as index:
-        data = index.info()
+    with contextlib.closing(open_backend(location)) as backend:
+        data = backend.info()
     if as_json:
         print(json.dumps(data))
         return
@@ -205,13 +242,10 @@ def info(
 
 @app.command()
 @friendly_errors
-def compact(path: Path) -> None:
+def compact(location: Location) -> None:
     """Re-cluster the live tokens and drop deleted entries (also triggered automatically by drift)."""
-    from polycolbert.index import Index
+    from polycolbert.backends.base import open_backend
 
-    with Index.open(path) as index:
-        index.compact()
-        problems = index.check()
-        if problems:
-            raise ValueError("integrity check failed after compaction: " + "; ".join(problems))
-        print(json.dumps({"documents": len(index), "compactions": index.info()["compactions"]}))
+    with contextlib.closing(open_backend(location)) as backend:
+        result = backend.compact()
+        print(json.dumps({**result, "documents": backend.info()["documents"]}))

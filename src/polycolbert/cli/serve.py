@@ -32,7 +32,11 @@ def serve(
     host: str = "127.0.0.1",
     port: int = 8000,
     index_root: Annotated[
-        Path | None, typer.Option(help="Folder of embedded indexes served under /v1/indexes.")
+        str | None,
+        typer.Option(
+            help="Where /v1/indexes live: a folder of embedded indexes, qdrant://host:port or "
+            "qdrant+local://folder (each collection is an index)."
+        ),
     ] = None,
     keys_file: Annotated[Path | None, typer.Option(help="File with one API key per line.")] = None,
     dtype: Annotated[str, typer.Option(help="auto, float32 or bfloat16.")] = "auto",

@@ -79,6 +79,7 @@ def create_app(
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
         registry.close()  # drain queued work before the process exits
+        app.state.indexes.close()
 
     app = FastAPI(
         title="polycolbert",
@@ -127,7 +128,7 @@ def create_app(
         return response
 
     app.include_router(jina_router)
-    app.state.indexes = IndexStore(Path(index_root) if index_root is not None else None)
+    app.state.indexes = IndexStore(index_root)
     app.include_router(index_router)
 
     @app.get("/v1/models", response_model=ModelList)

@@ -1,4 +1,8 @@
-"""Index routes: embedded indexes under one root folder, with the same auth, limits and error shape.
+"""Index routes: indexes under one root, with the same auth, limits and error shape as the Jina routes.
+
+The root is a folder of embedded indexes, or a Qdrant deployment (``qdrant://host:port`` or
+``qdrant+local://folder``) whose collections are the indexes: the routes talk only to the ``Backend``
+protocol, so they work unchanged on either.
 
 ``GET /v1/indexes``, ``POST /v1/indexes`` (create), ``GET /v1/indexes/{name}`` (info),
 ``POST /v1/indexes/{name}/documents`` (add or update), ``POST /v1/indexes/{name}/documents/delete``,
@@ -17,8 +21,7 @@ from fastapi import APIRouter, Request
 from pydantic import Field, StrictBool, StrictInt, StrictStr
 from starlette.concurrency import run_in_threadpool
 
-from polycolbert.backends.base import validate_filter
-from polycolbert.index.index import Index
+from polycolbert.backends.base import Backend, create_backend, is_qdrant, open_backend, validate_filter
 from polycolbert.server.errors import APIError
 from polycolbert.server.routes_jina import read_request
 from polycolbert.server.schemas import MAX_INPUTS, Strict
@@ -60,38 +63,61 @@ class SearchIndex(Strict):
 class IndexStore:
     """Open indexes by name under ``root``; one write lock per index (SQLite serialises commits anyway)."""
 
-    def __init__(self, root: Path | None):
-        self.root = root
-        self.open: dict[str, Index] = {}
+    def __init__(self, root: str | Path | None):
+        self.root = None if root is None else str(root).rstrip("/") or "/"
+        self.qdrant = self.root is not None and is_qdrant(self.root)
+        self.open: dict[str, Backend] = {}
         self.locks: dict[str, threading.Lock] = {}
 
-    def folder(self, name: str) -> Path:
+    def location(self, name: str) -> str:
         if self.root is None:
             raise APIError(
                 404, "RESOURCE_NOT_FOUND", "This server has no index root: start it with --index-root DIR"
             )
         if not NAME.match(name):
             raise APIError(400, "INPUT_INVALID", f"Index name {name!r}: use letters, digits, '_', '-', '.'")
-        return self.root / name
+        return f"{self.root}/{name}" if self.qdrant else str(Path(self.root) / name)
 
-    def get(self, request: Request, name: str) -> Index:
+    def exists(self, name: str) -> bool:
+        if self.qdrant:
+            return name in self.names()
+        return Path(self.location(name)).exists()
+
+    def get(self, request: Request, name: str) -> Backend:
         if name in self.open:
             return self.open[name]
-        folder = self.folder(name)
-        if not (folder / "index.sqlite").is_file():
+        location = self.location(name)
+        if not self.exists(name) or (not self.qdrant and not (Path(location) / "index.sqlite").is_file()):
             raise APIError(404, "RESOURCE_NOT_FOUND", f"No index named {name!r}")
-        probe = Index.open(folder)
+        probe = _checked(open_backend, location)
         model_name = probe.model_name
         probe.close()
         served = request.app.state.registry.get(model_name)
-        self.open[name] = Index.open(folder, model=served.model)
+        self.open[name] = _checked(open_backend, location, model=served.model)
         self.locks[name] = threading.Lock()
         return self.open[name]
 
+    def create(self, name: str, model: Any, dimensions: int | None, nbits: int) -> Backend:
+        backend = create_backend(self.location(name), model=model, dimensions=dimensions, nbits=nbits)
+        self.open[name], self.locks[name] = backend, threading.Lock()
+        return backend
+
     def names(self) -> list[str]:
-        if self.root is None or not self.root.is_dir():
+        if self.root is None:
             return []
-        return sorted(p.name for p in self.root.iterdir() if (p / "index.sqlite").is_file())
+        if self.qdrant:
+            from polycolbert.backends.qdrant import list_collections
+
+            return _checked(list_collections, self.root)
+        root = Path(self.root)
+        if not root.is_dir():
+            return []
+        return sorted(p.name for p in root.iterdir() if (p / "index.sqlite").is_file())
+
+    def close(self) -> None:
+        for backend in self.open.values():
+            backend.close()
+        self.open.clear()
 
 
 def _store(request: Request) -> IndexStore:
@@ -126,12 +152,13 @@ async def list_indexes(request: Request) -> dict[str, Any]:
 async def create_index(request: Request) -> dict[str, Any]:
     body: CreateIndex = await read_request(request, CreateIndex)
     store = _store(request)
-    folder = store.folder(body.name)
-    if folder.exists():
+    store.location(body.name)  # validates the name before anything else
+    if await run_in_threadpool(store.exists, body.name):
         raise APIError(409, "CONFLICT_RESOURCE_BUSY", f"Index {body.name!r} already exists")
     served = request.app.state.registry.get(body.model)
-    index = await run_in_threadpool(_checked, Index.create, folder, served.model, body.dimensions, body.nbits)
-    store.open[body.name], store.locks[body.name] = index, threading.Lock()
+    index = await run_in_threadpool(
+        _checked, store.create, body.name, served.model, body.dimensions, body.nbits
+    )
     return await run_in_threadpool(index.info)
 
 
@@ -182,7 +209,7 @@ async def search_index(request: Request, name: str) -> dict[str, Any]:
     hits = await run_in_threadpool(
         _checked,
         index.search,
-        body.queries,
+        list(body.queries),
         k=body.k,
         filter=body.filter,
         hybrid=body.hybrid,
