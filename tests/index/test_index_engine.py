@@ -119,6 +119,17 @@ def test_bad_input_gets_clear_errors(index: Index, tmp_path: Path) -> None:
 def test_info_reports_sizes(index: Index) -> None:
     info = index.info()
     assert info["documents"] == 6 and info["tokens"] == sum(len(t.split()) for t in TEXTS)
-    # 32 dims x 2 bits = 8 bytes of residual + a 2-byte code per token, plus two 128-byte .npy headers
-    assert info["bytes_on_disk"]["vectors"] == info["tokens"] * (8 + 2) + 2 * 128
+    # below MIN_CODEC_TOKENS the vectors are kept exact: 32 float16 per token, plus one .npy header
+    assert info["bytes_on_disk"]["vectors"] == info["tokens"] * 32 * 2 + 128 and info["centroids"] == 0
     assert info["bytes_on_disk"]["total"] > 0 and info["model"] == "hash-test-encoder"
+
+
+def test_compressed_sizes_once_the_codec_is_trained(tmp_path: Path) -> None:
+    docs = clustered_docs(800, dims=32, seed=3)
+    tokens = sum(len(d) for d in docs)
+    assert tokens >= P.MIN_CODEC_TOKENS
+    with Index.create(tmp_path / "ix", dimensions=32, nbits=2) as index:
+        index.add([""] * len(docs), ids=[str(i) for i in range(len(docs))], vectors=docs)
+        info = index.info()
+    # 32 dims x 2 bits = 8 bytes of residual + a 2-byte code per token, plus two 128-byte .npy headers
+    assert info["bytes_on_disk"]["vectors"] == tokens * (8 + 2) + 2 * 128 and info["centroids"] > 0

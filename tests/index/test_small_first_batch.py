@@ -1,23 +1,22 @@
-"""Known problem (reported, not yet fixed): a tiny first batch trains a codec that cannot encode later tokens.
+"""Regression: an index that starts with tiny batches must still encode later tokens well.
 
-With about one centroid per training token the training residuals are ~0, so the residual buckets learn
-~0 values; tokens of later batches then decode to their nearest centroid, i.e. to some *other* word,
-and since ``compact`` re-clusters decompressed vectors the loss is permanent. Exact-word queries then
-miss their document. Marked ``xfail(strict=True)``: when the codec is fixed this starts passing and
-pytest reports it, so the marker gets removed rather than forgotten.
+A codec fitted to a handful of tokens (about one centroid per token, residuals ~0) used to decode every
+later token to its nearest centroid, i.e. to some *other* word, and ``compact`` could not undo it because it
+re-clusters decoded vectors. The index now keeps exact vectors until ``MIN_CODEC_TOKENS`` and trains its
+codec on all of them at once.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-from index_helpers import HashEncoder
+import numpy as np
+from index_helpers import HashEncoder, clustered_docs
 
 from polycolbert.index import Index
+from polycolbert.index import params as P
 
 
-@pytest.mark.xfail(strict=True, reason="codec trained on a tiny first batch loses later tokens' residuals")
 def test_exact_word_query_finds_its_document_after_small_first_batch(tmp_path: Path) -> None:
     texts = [f"word{i} common shared" for i in range(20)]
     with Index.create(tmp_path / "ix", model=HashEncoder()) as index:
@@ -25,3 +24,26 @@ def test_exact_word_query_finds_its_document_after_small_first_batch(tmp_path: P
             index.add(texts[start : start + 7], ids=[f"d{i}" for i in range(start, min(start + 7, 20))])
         wrong = [i for i in range(20) if index.search([f"word{i}"], k=1)[0][0].id != f"d{i}"]
         assert wrong == []
+
+
+def test_tiny_batches_then_growth_past_the_codec_threshold(tmp_path: Path) -> None:
+    small = clustered_docs(30, dims=32, seed=1)
+    big = clustered_docs(900, dims=32, seed=2)
+    with Index.create(tmp_path / "ix", dimensions=32, nbits=2) as index:
+        for start in range(0, 30, 4):  # tiny batches: exact vectors, no codec yet
+            part = small[start : start + 4]
+            index.add([""] * len(part), ids=[f"s{start + j}" for j in range(len(part))], vectors=part)
+        assert index.info()["centroids"] == 0
+        index.delete(["s0"])
+        index.add([""] * len(big), ids=[f"b{j}" for j in range(len(big))], vectors=big)
+        info = index.info()
+        assert info["tokens"] >= P.MIN_CODEC_TOKENS and info["centroids"] > 0 and index.check() == []
+        assert info["documents"] == 29 + 900 and "s0" not in index.ids()
+        # the early documents were compressed from their exact vectors: close to the originals
+        for j in (1, 17, 29):
+            decoded = index.get_vectors(f"s{j}")
+            cosines = (decoded * small[j]).sum(axis=1)
+            assert decoded.shape == small[j].shape and cosines.min() > 0.9
+        hits = index.search(query_vectors=[small[j][:3] for j in range(1, 30)], k=1)
+        assert [h[0].id for h in hits] == [f"s{j}" for j in range(1, 30)]
+        assert np.isfinite([h[0].score for h in hits]).all()

@@ -30,6 +30,7 @@ from polycolbert.index.codec import Codec
 from polycolbert.index.filters import compile_filter
 from polycolbert.index.search import chunks, rrf, segment_maxsim, token_positions, top_k
 from polycolbert.index.store import (
+    RAW,
     SCHEMA,
     SEGMENTS,
     Segment,
@@ -291,37 +292,88 @@ class Index:
         referenced = {r[0] for r in db.execute("SELECT name FROM segments")} | {meta["codec"]}
         remove_unreferenced(self.path, referenced)  # files of writers killed before their commit
         flat = np.concatenate(vectors)
-        if meta["codec"] is None:
-            codec = Codec.train(flat, self.nbits)
-            codec_name = new_name("codec")
-            write_arrays(self.path / SEGMENTS, codec_name, codec.arrays())
-            set_meta(db, codec=codec_name, clustered_tokens=len(flat), drift_tokens=0, drift_mse=0.0)
-        else:
-            codec = self._load_codec(meta["codec"])
-        codes, residuals, mse = codec.encode(flat)
         first = int(meta["next_doc"])
         docs = np.arange(first, first + len(texts), dtype=np.int64)
-        seg = Segment(new_name("seg"), docs, np.array([len(v) for v in vectors], np.int32), codes, residuals)
-        seg.write(self.path)
-        db.execute(
-            "INSERT INTO segments VALUES (?, ?, ?, ?)",
-            (seg.name, get_meta(db)["codec"], len(docs), len(flat)),
-        )
-        db.executemany(
-            "INSERT INTO docs VALUES (?, ?, ?, ?, ?, ?)",
-            [
-                (int(d), i, t, json.dumps(m), seg.name, len(v))
-                for d, i, t, m, v in zip(docs, ids, texts, metadata, vectors, strict=True)
-            ],
-        )
-        db.executemany("INSERT INTO fts (rowid, text) VALUES (?, ?)", zip(docs.tolist(), texts, strict=True))
-        meta = get_meta(db)
-        set_meta(db, next_doc=first + len(texts))
-        if meta["codec"] is not None and meta["clustered_tokens"] and meta["drift_tokens"] is not None:
+        lengths = np.array([len(v) for v in vectors], np.int32)
+        if meta["codec"] is None:
+            # No codec yet: keep exact vectors until there are enough tokens to train a good one, then
+            # compress everything at once (a codec fitted to a handful of tokens would encode every
+            # later token badly, and that loss could never be undone).
+            live_tokens = db.execute("SELECT COALESCE(SUM(n_tokens), 0) FROM docs").fetchone()[0]
+            if live_tokens + len(flat) < P.MIN_CODEC_TOKENS:
+                seg = Segment(new_name("seg"), docs, lengths, vectors=flat.astype(np.float16))
+                seg.write(self.path)
+                db.execute("INSERT INTO segments VALUES (?, ?, ?, ?)", (seg.name, RAW, len(docs), len(flat)))
+                segment_name = seg.name
+            else:
+                segment_name = self._rebuild(db, (docs, lengths, flat))
+        else:
+            codec = self._load_codec(meta["codec"])
+            codes, residuals, mse = codec.encode(flat)
+            seg = Segment(new_name("seg"), docs, lengths, codes, residuals)
+            seg.write(self.path)
+            db.execute(
+                "INSERT INTO segments VALUES (?, ?, ?, ?)", (seg.name, meta["codec"], len(docs), len(flat))
+            )
+            segment_name = seg.name
             n = meta["drift_tokens"] + len(flat)
             set_meta(
                 db, drift_tokens=n, drift_mse=(meta["drift_mse"] * meta["drift_tokens"] + mse * len(flat)) / n
             )
+        db.executemany(
+            "INSERT INTO docs VALUES (?, ?, ?, ?, ?, ?)",
+            [
+                (int(d), i, t, json.dumps(m), segment_name, len(v))
+                for d, i, t, m, v in zip(docs, ids, texts, metadata, vectors, strict=True)
+            ],
+        )
+        db.executemany("INSERT INTO fts (rowid, text) VALUES (?, ?)", zip(docs.tolist(), texts, strict=True))
+        set_meta(db, next_doc=first + len(texts))
+
+    def _rebuild(
+        self, db: sqlite3.Connection, extra: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+    ) -> str:
+        """Rewrite every live document (plus ``extra`` new ones) into ONE segment; returns its name.
+
+        With at least ``MIN_CODEC_TOKENS`` tokens a new codec is trained on them (exact vectors where the
+        index still holds them, decoded ones otherwise) and the segment is compressed; below that the
+        segment stays raw. Dead entries are dropped. Runs inside the caller's write transaction.
+        """
+        state = self._read_state(db)
+        live_entries = np.flatnonzero(state["live"])
+        pos = token_positions(state["offsets"], state["lengths"], live_entries)
+        parts_docs = [state["docs"][live_entries].astype(np.int64)]
+        parts_lengths = [state["lengths"][live_entries].astype(np.int32)]
+        parts_vectors = [_decode(state, pos)]
+        if extra is not None:
+            parts_docs.append(extra[0])
+            parts_lengths.append(extra[1].astype(np.int32))
+            parts_vectors.append(np.asarray(extra[2], np.float32))
+        docs, lengths = np.concatenate(parts_docs), np.concatenate(parts_lengths)
+        flat = np.concatenate(parts_vectors)
+        if len(flat) < P.MIN_CODEC_TOKENS:
+            seg = Segment(new_name("seg"), docs, lengths, vectors=flat.astype(np.float16))
+            codec_name = None
+        else:
+            codec = Codec.train(flat, self.nbits)
+            codes, residuals, _ = codec.encode(flat)
+            codec_name = new_name("codec")
+            write_arrays(self.path / SEGMENTS, codec_name, codec.arrays())
+            seg = Segment(new_name("seg"), docs, lengths, codes, residuals)
+        seg.write(self.path)
+        db.execute("DELETE FROM segments")
+        db.execute(
+            "INSERT INTO segments VALUES (?, ?, ?, ?)", (seg.name, codec_name or RAW, len(docs), len(flat))
+        )
+        db.execute("UPDATE docs SET segment = ?", (seg.name,))
+        set_meta(
+            db,
+            codec=codec_name,
+            clustered_tokens=len(flat) if codec_name else 0,
+            drift_tokens=0,
+            drift_mse=0.0,
+        )
+        return seg.name
 
     def _load_codec(self, name: str) -> Codec:
         keys = ("centroids", "cutoffs", "weights", "nbits", "residual_mse")
@@ -346,51 +398,22 @@ class Index:
     def compact(self) -> None:
         """Re-cluster on the live tokens, re-encode them into one segment, drop dead entries and files."""
         with self._write() as db:
-            state = self._read_state(db)
-            live_entries = np.flatnonzero(state["live"])
-            meta = get_meta(db)
-            if len(live_entries) == 0:
+            if db.execute("SELECT COUNT(*) FROM docs").fetchone()[0] == 0:
                 db.execute("DELETE FROM segments")
                 set_meta(db, codec=None, clustered_tokens=0, drift_tokens=0, drift_mse=0.0)
-                remove_unreferenced(self.path, set())
-                return
-            codec: Codec = state["codec"]
-            pos = token_positions(state["offsets"], state["lengths"], live_entries)
-            flat = codec.decode(state["codes"][pos], state["residuals"][pos])
-            new = Codec.train(flat, self.nbits)
-            codes, residuals, _ = new.encode(flat)
-            codec_name = new_name("codec")
-            write_arrays(self.path / SEGMENTS, codec_name, new.arrays())
-            seg = Segment(
-                new_name("seg"),
-                state["docs"][live_entries].astype(np.int64),
-                state["lengths"][live_entries].astype(np.int32),
-                codes,
-                residuals,
-            )
-            seg.write(self.path)
-            db.execute("DELETE FROM segments")
-            db.execute(
-                "INSERT INTO segments VALUES (?, ?, ?, ?)",
-                (seg.name, codec_name, len(live_entries), len(flat)),
-            )
-            db.execute("UPDATE docs SET segment = ?", (seg.name,))
-            set_meta(
-                db,
-                codec=codec_name,
-                clustered_tokens=len(flat),
-                drift_tokens=0,
-                drift_mse=0.0,
-                compactions=meta["compactions"] + 1,
-            )
-        remove_unreferenced(self.path, {seg.name, codec_name})
+                keep: set[str] = set()
+            else:
+                keep = {self._rebuild(db), get_meta(db)["codec"]}
+            set_meta(db, compactions=get_meta(db)["compactions"] + 1)
+        remove_unreferenced(self.path, keep)
 
     # ----------------------------------------------------------------- reading
     def _read_state(self, db: sqlite3.Connection) -> dict[str, Any]:
         """Everything a search needs, from one consistent snapshot (caller holds a transaction)."""
         meta = get_meta(db)
-        names = [r[0] for r in db.execute("SELECT name FROM segments ORDER BY rowid")]
-        segs = [Segment.load(self.path, n) for n in names]
+        rows_ = db.execute("SELECT name, codec FROM segments ORDER BY rowid").fetchall()
+        segs = [Segment.load(self.path, name, raw=codec == RAW) for name, codec in rows_]
+        raw = meta["codec"] is None
         rows = db.execute("SELECT doc, id FROM docs ORDER BY doc").fetchall()
         live_docs = np.array([r[0] for r in rows], dtype=np.int64)
         live_ids = np.array([r[1] for r in rows] or [""], dtype=str)
@@ -403,13 +426,18 @@ class Index:
         docs = cat("docs", np.int64)
         lengths = cat("lengths", np.int64)
         width = self.dimensions * self.nbits // 8
-        residuals = (
-            np.concatenate([np.asarray(s.residuals) for s in segs])
-            if segs
-            else np.zeros((0, width), np.uint8)
-        )
-        codec = self._load_codec(meta["codec"]) if meta["codec"] else None
-        codes = cat("codes", codec.code_dtype if codec else np.uint16)
+        codec = None if raw else self._load_codec(meta["codec"])
+        if raw:
+            vectors = cat("vectors", np.float16).reshape(-1, self.dimensions)
+            codes, residuals = np.zeros(0, np.uint16), np.zeros((0, width), np.uint8)
+        else:
+            vectors = np.zeros((0, self.dimensions), np.float16)
+            codes = cat("codes", codec.code_dtype if codec else np.uint16)
+            residuals = (
+                np.concatenate([np.asarray(s.residuals) for s in segs])
+                if segs
+                else np.zeros((0, width), np.uint8)
+            )
         offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64) if len(lengths) else lengths
         live = np.isin(docs, live_docs)
         where = np.clip(np.searchsorted(live_docs, docs), 0, max(len(live_docs) - 1, 0))
@@ -422,6 +450,8 @@ class Index:
             "lengths": lengths,
             "codes": codes,
             "residuals": residuals,
+            "raw": raw,
+            "vectors": vectors,
             "offsets": offsets,
             "live": live,
         }
@@ -442,7 +472,7 @@ class Index:
                         continue
                 else:
                     raise RuntimeError(f"{self.path}: segments keep disappearing; is a compaction looping?")
-                state["ivf"] = _build_ivf(state)
+                state["ivf"] = None if state["raw"] else _build_ivf(state)
                 self._state, self._version, self._brute_cache = state, state["version"], None
             return self._state
 
@@ -487,11 +517,11 @@ class Index:
         self, state: dict[str, Any], qs: list[np.ndarray], allowed: np.ndarray, k: int, exhaustive: bool
     ) -> list[list[tuple[int, float]]]:
         entries = np.flatnonzero(allowed)
-        if len(entries) == 0 or state["codec"] is None:
+        if len(entries) == 0:
             return [[] for _ in qs]
         live_tokens = int(state["lengths"][entries].sum())
-        codec: Codec = state["codec"]
-        p = P.derive(k, live_tokens, len(codec.centroids), exhaustive)
+        n_centroids = 0 if state["raw"] else len(state["codec"].centroids)
+        p = P.derive(k, live_tokens, n_centroids, exhaustive or state["raw"])
         if p.brute_force:
             scores = self._exact(
                 state,
@@ -556,12 +586,11 @@ class Index:
     def _exact(
         self, state: dict[str, Any], q: np.ndarray, rows: list[int], entries: np.ndarray, cache: bool
     ) -> np.ndarray:
-        codec: Codec = state["codec"]
         lengths = state["lengths"][entries]
         if cache:  # small index: keep every decoded token (<= BRUTE_FORCE_TOKENS x dims floats)
             if self._brute_cache is None:
                 pos = token_positions(state["offsets"], state["lengths"], entries)
-                self._brute_cache = codec.decode(state["codes"][pos], state["residuals"][pos])
+                self._brute_cache = _decode(state, pos)
             decoded_all: np.ndarray | None = self._brute_cache
         else:
             decoded_all = None
@@ -572,7 +601,7 @@ class Index:
                 block = decoded_all[tok_start[a] : tok_start[b]]
             else:
                 pos = token_positions(state["offsets"], state["lengths"], entries[a:b])
-                block = codec.decode(state["codes"][pos], state["residuals"][pos])
+                block = _decode(state, pos)
             out[:, a:b] = segment_maxsim(q @ block.T, lengths[a:b], rows)
         return out
 
@@ -633,7 +662,7 @@ class Index:
             raise KeyError(id)
         entry = np.flatnonzero((state["docs"] == row[0]) & state["live"])
         pos = token_positions(state["offsets"], state["lengths"], entry)
-        return state["codec"].decode(state["codes"][pos], state["residuals"][pos])
+        return _decode(state, pos)
 
     def info(self) -> dict[str, Any]:
         meta = get_meta(self.db)
@@ -674,11 +703,10 @@ class Index:
         finally:
             self.db.execute("COMMIT")
         codec = state["codec"]
-        if rows and codec is None:
+        if rows and codec is None and not state["raw"]:
             problems.append("documents but no codec")
-        if len(state["codes"]) != int(state["lengths"].sum()) or len(state["residuals"]) != len(
-            state["codes"]
-        ):
+        stored = len(state["vectors"]) if state["raw"] else len(state["codes"])
+        if stored != int(state["lengths"].sum()) or (not state["raw"] and len(state["residuals"]) != stored):
             problems.append("segment arrays disagree on the token count")
         if codec is not None and len(state["codes"]) and int(state["codes"].max()) >= len(codec.centroids):
             problems.append("a code points past the centroids")
@@ -699,6 +727,13 @@ class Index:
 def get_meta_value(db: sqlite3.Connection, key: str) -> Any:
     row = db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
     return json.loads(row[0]) if row else None
+
+
+def _decode(state: dict[str, Any], positions: np.ndarray) -> np.ndarray:
+    """Float32 token vectors at these positions: exact for a raw index, decompressed otherwise."""
+    if state["raw"]:
+        return np.asarray(state["vectors"][positions], dtype=np.float32)
+    return state["codec"].decode(state["codes"][positions], state["residuals"][positions])
 
 
 def _build_ivf(state: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:

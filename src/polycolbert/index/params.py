@@ -12,6 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 BRUTE_FORCE_TOKENS = 200_000
+# An index keeps exact float16 vectors until it holds this many tokens, then trains its codec on them:
+# k-means and the residual buckets need a few tokens per centroid, and a codec fitted to a tiny first
+# batch would encode every later token badly (a loss that re-clustering decoded vectors cannot undo).
+MIN_CODEC_TOKENS = 8_192
 # Re-cluster (``compact``) when new tokens fit the centroids this much worse than the training sample,
 # or when the index has grown this many times past the tokens the centroids were trained on.
 DRIFT_THRESHOLD = 1.25

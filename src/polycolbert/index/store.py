@@ -25,6 +25,8 @@ import numpy as np
 DB_NAME = "index.sqlite"
 SEGMENTS = "segments"
 ARRAYS = ("docs", "lengths", "codes", "residuals")
+RAW_ARRAYS = ("docs", "lengths", "vectors")
+RAW = "raw"  # the codec column of a raw segment
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -82,21 +84,32 @@ def new_name(kind: str) -> str:
 
 @dataclass
 class Segment:
-    """One immutable batch of documents: document numbers, token counts, centroid codes, residuals."""
+    """One immutable batch of documents: document numbers, token counts, and their token vectors.
+
+    A compressed segment holds centroid codes and packed residuals; a raw one (an index too small to
+    train a codec on yet) holds the exact vectors in float16 under ``vectors``.
+    """
 
     name: str
     docs: np.ndarray
     lengths: np.ndarray
-    codes: np.ndarray
-    residuals: np.ndarray
+    codes: np.ndarray | None = None
+    residuals: np.ndarray | None = None
+    vectors: np.ndarray | None = None
+
+    @property
+    def raw(self) -> bool:
+        return self.vectors is not None
 
     @classmethod
-    def load(cls, folder: Path, name: str) -> Segment:
-        arrays = {key: np.load(folder / SEGMENTS / f"{name}.{key}.npy", mmap_mode="r") for key in ARRAYS}
+    def load(cls, folder: Path, name: str, raw: bool = False) -> Segment:
+        keys = RAW_ARRAYS if raw else ARRAYS
+        arrays = {key: np.load(folder / SEGMENTS / f"{name}.{key}.npy", mmap_mode="r") for key in keys}
         return cls(name, **arrays)
 
     def write(self, folder: Path) -> None:
-        write_arrays(folder / SEGMENTS, self.name, {key: getattr(self, key) for key in ARRAYS})
+        keys = RAW_ARRAYS if self.raw else ARRAYS
+        write_arrays(folder / SEGMENTS, self.name, {key: getattr(self, key) for key in keys})
 
 
 def remove_unreferenced(folder: Path, referenced: set[str]) -> None:
@@ -114,7 +127,8 @@ def disk_bytes(folder: Path) -> dict[str, int]:
     seg_dir = folder / SEGMENTS
     out = {"vectors": 0, "other_arrays": 0, "database": 0}
     for file in seg_dir.iterdir() if seg_dir.exists() else []:
-        kind = "vectors" if file.name.endswith((".codes.npy", ".residuals.npy")) else "other_arrays"
+        vector_files = (".codes.npy", ".residuals.npy", ".vectors.npy")
+        kind = "vectors" if file.name.endswith(vector_files) else "other_arrays"
         out[kind] += file.stat().st_size
     for file in folder.glob(DB_NAME + "*"):
         out["database"] += file.stat().st_size
