@@ -1,140 +1,284 @@
-"""Embedded index vs exhaustive fp32 MaxSim on the same token vectors: size, latency, quality.
+"""Embedded index vs exhaustive MaxSim vs Stanford PLAID vs FastPlaid, on the same token vectors.
 
-Run:  .venv/bin/python benchmarks/index.py --corpus scifact [--nbits 2] [--synthetic-tokens 0]
+Why one script for all four: index size, latency and ranking quality only compare when every system
+indexes the *identical* vectors and answers the identical queries in one run on one machine. The peers
+live in their own virtualenv (``.venv-plaid``, see benchmarks/README.md: fast-plaid is built against one
+exact torch), so they are run as a subprocess on the vectors this script writes to disk.
 
-Encodings of scifact (default model) are cached under ``$POLYCOLBERT_CACHE/eval`` (the eval cache), so
-reruns skip the minutes of encoding. Peers (Stanford PLAID, FastPlaid) need a separate venv with
-fast-plaid's pinned torch and are not run here; their numbers on a held-out corpus are quoted in
-docs/benchmarks.md from the issue.
+Run (an otherwise idle machine; 2 threads everywhere):
+
+    .venv/bin/python benchmarks/index.py --corpus scifact synthetic --output /tmp/index-bench.json
+
+Corpora: ``scifact`` encoded by the default model at 128 dims (through the evaluation cache, so reruns
+skip the minutes of encoding), and ``synthetic``: >= 5M tokens of clustered token vectors whose queries
+are noisy subsets of one document (that document is the one relevant answer).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
+import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-DATA = Path("/work/shared/data")
+ROOT = Path(__file__).resolve().parents[1]
+PEER_PYTHON = ROOT / ".venv-plaid" / "bin" / "python"
+KS = (10, 100)
 
 
-def scifact_vectors(dims: int = 128) -> tuple[Any, list[np.ndarray], list[np.ndarray]]:
-    """The scifact dataset and its document / query token vectors from the default model (cached)."""
-    from rich.console import Console
+@dataclass
+class Corpus:
+    name: str
+    docs: list[np.ndarray]
+    queries: list[np.ndarray]  # each [32, d]
+    doc_ids: list[str]
+    query_ids: list[str]
+    qrels: dict[str, dict[str, int]] = field(default_factory=dict)
 
-    from polycolbert import ColBERT
-    from polycolbert.eval.cache import default_cache_dir
-    from polycolbert.eval.datasets import load_beir
-    from polycolbert.eval.systems import ColBERTEncoder, _progress, encode_cached
-
-    dataset = load_beir(DATA / "scifact")
-    encoder = ColBERTEncoder(ColBERT.load("polycolbert-e5-small"), dims=(dims,))
-    name = f"colbert-{dims}"
-    with _progress(Console(stderr=True)) as progress:
-        docs = encode_cached(encoder, dataset.corpus_texts, "document", [name], default_cache_dir(), progress)
-        queries = encode_cached(encoder, dataset.query_texts, "query", [name], default_cache_dir(), progress)
-    as32 = lambda vs: [np.asarray(v, np.float32) for v in vs]  # noqa: E731
-    return dataset, as32(docs[name]), as32(queries[name])
+    @property
+    def tokens(self) -> int:
+        return sum(len(d) for d in self.docs)
 
 
-def exhaustive_top(queries: list[np.ndarray], docs: list[np.ndarray], k: int) -> tuple[np.ndarray, float]:
-    """fp32 MaxSim over every document (the reference), and its p50 latency per query in ms."""
-    from polycolbert.scoring import maxsim_many
+def scifact(dims: int = 128) -> Corpus:
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from qdrant_vectors import load_scifact_vectors
 
+    encoded = load_scifact_vectors(dims=(dims,))
+    ds: Any = encoded.dataset
+    return Corpus(
+        "scifact",
+        encoded.documents[dims],
+        encoded.queries[dims],
+        list(ds.corpus_ids),
+        list(ds.query_ids),
+        ds.qrels,
+    )
+
+
+def synthetic(n_tokens: int, dims: int = 128, n_queries: int = 200, seed: int = 0) -> Corpus:
+    """Token clouds like real ones: a Zipfian vocabulary of word directions, documents drawn from topics.
+
+    Each query is 32 noisy copies of tokens of one document (its single relevant answer), so the corpus
+    has both a right answer (nDCG) and many near-misses sharing its words (ranking is not trivial).
+    """
+    rng = np.random.default_rng(seed)
+    vocab, topics, per_topic = 60_000, 400, 600
+    words = rng.standard_normal((vocab, dims)).astype(np.float32)
+    words /= np.linalg.norm(words, axis=1, keepdims=True)
+    topic_words = rng.integers(0, vocab, size=(topics, per_topic))
+    zipf = 1.0 / np.arange(1, per_topic + 1) ** 0.9
+    zipf /= zipf.sum()
+    docs: list[np.ndarray] = []
+    total = 0
+    while total < n_tokens:
+        length = int(np.clip(rng.lognormal(5.3, 0.5), 20, 600))
+        mix = rng.integers(0, topics, size=2)
+        picks = topic_words[mix[rng.integers(0, 2, size=length)], rng.choice(per_topic, size=length, p=zipf)]
+        rows = words[picks] + 0.6 / np.sqrt(dims) * rng.standard_normal((length, dims)).astype(np.float32)
+        docs.append((rows / np.linalg.norm(rows, axis=1, keepdims=True)).astype(np.float32))
+        total += length
+    targets = rng.choice(len(docs), size=n_queries, replace=False)
+    queries = []
+    for t in targets:
+        base = docs[t][rng.integers(0, len(docs[t]), size=32)]
+        noisy = base + 0.8 / np.sqrt(dims) * rng.standard_normal(base.shape).astype(np.float32)
+        queries.append((noisy / np.linalg.norm(noisy, axis=1, keepdims=True)).astype(np.float32))
+    doc_ids = [str(i) for i in range(len(docs))]
+    query_ids = [f"q{i}" for i in range(n_queries)]
+    qrels = {q: {str(t): 1} for q, t in zip(query_ids, targets, strict=True)}
+    return Corpus(f"synthetic-{total // 1_000_000}M", docs, queries, doc_ids, query_ids, qrels)
+
+
+def exhaustive(corpus: Corpus, depth: int) -> tuple[np.ndarray, list[float]]:
+    """fp32 MaxSim against every document (the reference ranking) and per-query latency in seconds."""
+    from polycolbert.index.search import chunks
+
+    flat = np.concatenate(corpus.docs)
+    lengths = np.array([len(d) for d in corpus.docs])
+    tok = np.concatenate([[0], np.cumsum(lengths)])
+    runs = chunks(lengths, 1 << 18)  # [32, 262k] similarity blocks: bounded memory
     tops, times = [], []
-    for q in queries:
+    for q in corpus.queries:
         t0 = time.perf_counter()
-        s = maxsim_many(q, docs)
-        tops.append(np.argsort(-s, kind="stable")[:k])
+        scores = np.empty(len(lengths), np.float32)
+        for a, b in runs:
+            block = q @ flat[tok[a] : tok[b]].T
+            scores[a:b] = np.maximum.reduceat(block, tok[a:b] - tok[a], axis=1).sum(axis=0)
+        top = np.argpartition(-scores, depth)[:depth]
+        tops.append(top[np.argsort(-scores[top], kind="stable")])
         times.append(time.perf_counter() - t0)
-    return np.array(tops), float(np.percentile(times, 50) * 1000)
+    return np.array(tops), times
 
 
-def bench_index(
-    docs: list[np.ndarray], queries: list[np.ndarray], ids: list[str], nbits: int, dims: int
-) -> dict[str, Any]:
+def quality(corpus: Corpus, ranked: list[list[int]], reference: np.ndarray) -> dict[str, float]:
+    from polycolbert.eval.metrics import evaluate
+
+    run = {
+        q: {corpus.doc_ids[d]: float(len(r) - rank) for rank, d in enumerate(r[:10])}
+        for q, r in zip(corpus.query_ids, ranked, strict=True)
+    }
+    overlap = np.mean(
+        [len(set(r[:10]) & set(ref[:10].tolist())) / 10 for r, ref in zip(ranked, reference, strict=True)]
+    )
+    return {"ndcg@10": evaluate(corpus.qrels, run)["nDCG@10"], "overlap@10": float(overlap)}
+
+
+def latency(times: list[float]) -> dict[str, float]:
+    return {
+        "p50_ms": float(np.percentile(times, 50) * 1000),
+        "p99_ms": float(np.percentile(times, 99) * 1000),
+        "qps": len(times) / sum(times),
+    }
+
+
+def bench_polycolbert(corpus: Corpus, nbits: int) -> dict[str, Any]:
     from polycolbert.index import Index
 
-    out: dict[str, Any] = {"nbits": nbits}
+    dims = corpus.docs[0].shape[1]
+    out: dict[str, Any] = {"system": f"polycolbert nbits={nbits}"}
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
-        index = Index.create(Path(tmp) / "ix", dimensions=dims, nbits=nbits)
-        index.add([""] * len(docs), ids=ids, vectors=docs)
-        out["build_s"] = time.perf_counter() - t0
-        info = index.info()
-        out["bytes_per_token"] = info["bytes_per_token"]
-        out["vector_bytes_per_token"] = info["vector_bytes_per_token"]
-        index.search(query_vectors=queries[:2], k=10)  # load + warm caches
-        for k in (10, 100):
-            times, runs = [], []
-            for q in queries:
+        with Index.create(Path(tmp) / "ix", dimensions=dims, nbits=nbits) as index:
+            index.add([""] * len(corpus.docs), ids=corpus.doc_ids, vectors=corpus.docs)
+            out["build_s"] = time.perf_counter() - t0
+            info = index.info()
+            out["bytes_per_token"] = info["bytes_per_token"]
+            out["vector_bytes_per_token"] = info["vector_bytes_per_token"]
+            out["centroids"] = info["centroids"]
+            index.search(query_vectors=corpus.queries[:2], k=10)  # load + warm
+            position = {d: i for i, d in enumerate(corpus.doc_ids)}
+            for k in KS:
+                times, ranked = [], []
+                for q in corpus.queries:
+                    t0 = time.perf_counter()
+                    hits = index.search(query_vectors=[q], k=k)[0]
+                    times.append(time.perf_counter() - t0)
+                    ranked.append([position[h.id] for h in hits])
+                out[f"k{k}"] = latency(times)
                 t0 = time.perf_counter()
-                runs.append(index.search(query_vectors=[q], k=k)[0])
-                times.append(time.perf_counter() - t0)
-            out[f"k{k}_p50_ms"] = float(np.percentile(times, 50) * 1000)
-            out[f"k{k}_p99_ms"] = float(np.percentile(times, 99) * 1000)
-            out[f"k{k}_qps_single"] = len(queries) / sum(times)
-            t0 = time.perf_counter()
-            batched = []
-            for s in range(0, len(queries), 32):
-                batched += index.search(query_vectors=queries[s : s + 32], k=k)
-            out[f"k{k}_qps_batched"] = len(queries) / (time.perf_counter() - t0)
-            if k == 10:
-                out["runs"] = runs
-        index.close()
+                for s in range(0, len(corpus.queries), 32):
+                    index.search(query_vectors=corpus.queries[s : s + 32], k=k)
+                out[f"k{k}"]["batched_qps"] = len(corpus.queries) / (time.perf_counter() - t0)
+                if k == 100:
+                    out["ranked"] = ranked
     return out
+
+
+def bench_peer(corpus: Corpus, system: str, nbits: int, folder: Path) -> dict[str, Any] | None:
+    """Run ``peers_plaid.py`` in the peer venv on the vectors written once per corpus."""
+    if not PEER_PYTHON.exists():
+        print(f"  {system}: skipped ({PEER_PYTHON} missing; see benchmarks/README.md)", file=sys.stderr)
+        return None
+    vectors = folder / "vectors"
+    if not vectors.exists():
+        vectors.mkdir(parents=True)
+        np.save(vectors / "doc_tokens.npy", np.concatenate(corpus.docs))
+        np.save(vectors / "doc_lengths.npy", np.array([len(d) for d in corpus.docs], np.int64))
+        np.save(vectors / "query_tokens.npy", np.stack(corpus.queries))
+    result = folder / f"{system}.json"
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
+    command = [str(PEER_PYTHON), str(ROOT / "benchmarks" / "peers_plaid.py"), "--vectors", str(vectors)]
+    command += ["--system", system, "--nbits", str(nbits), "--threads", "2", "--output", str(result)]
+    command += ["--k", *map(str, KS), "--workdir", str(folder / f"{system}-index")]
+    done = subprocess.run(command, env=env, stdout=sys.stderr, stderr=sys.stderr, check=False)
+    if done.returncode != 0:
+        print(f"  {system}: failed (exit {done.returncode})", file=sys.stderr)
+        return None
+    data = json.loads(result.read_text())
+    out: dict[str, Any] = {
+        "system": {"plaid": "Stanford PLAID", "fastplaid": "FastPlaid"}[system] + f" nbits={nbits}",
+        "build_s": data["build"]["seconds"],
+        "bytes_per_token": data["build"]["bytes_per_token"],
+        "search_params": data.get("search_params"),
+    }
+    for k in KS:
+        single = data["search"][str(k)]["single"]
+        out[f"k{k}"] = {
+            "p50_ms": single["p50_ms"],
+            "p99_ms": single["p99_ms"],
+            "qps": single["qps"],
+            "batched_qps": data["search"][str(k)]["batched"]["qps"],
+        }
+    out["ranked"] = [[int(d) for d in row] for row in data["ranked_ids"][str(max(KS))]]
+    return out
+
+
+def run_corpus(corpus: Corpus, nbits: int, peers: list[str]) -> list[dict[str, Any]]:
+    dims = corpus.docs[0].shape[1]
+    print(
+        f"{corpus.name}: {len(corpus.docs)} docs, {corpus.tokens} tokens, {len(corpus.queries)} queries, "
+        f"{dims} dims",
+        file=sys.stderr,
+    )
+    reference, times = exhaustive(corpus, max(KS))
+    rows: list[dict[str, Any]] = [
+        {
+            "system": "exhaustive fp32 MaxSim",
+            "bytes_per_token": dims * 4,
+            "k10": latency(times),
+            **quality(corpus, reference.tolist(), reference),
+        }
+    ]
+    row = bench_polycolbert(corpus, nbits)
+    rows.append({**row, **quality(corpus, row.pop("ranked"), reference)})
+    with tempfile.TemporaryDirectory() as tmp:
+        for system in peers:
+            peer = bench_peer(corpus, system, nbits, Path(tmp))
+            if peer is not None:
+                rows.append({**peer, **quality(corpus, peer.pop("ranked"), reference)})
+    for r in rows:
+        r["corpus"], r["tokens"], r["documents"] = corpus.name, corpus.tokens, len(corpus.docs)
+    return rows
+
+
+def print_table(rows: list[dict[str, Any]]) -> None:
+    head = f"{'corpus':<14} {'system':<26} {'B/tok':>6} {'build s':>8} {'p50@10':>7} {'p99@10':>7}"
+    head += f" {'p50@100':>8} {'bQPS@10':>8} {'ovl@10':>6} {'nDCG@10':>7}"
+    print(head)
+    for r in rows:
+        k10, k100 = r.get("k10", {}), r.get("k100", {})
+
+        def num(value: Any, fmt: str) -> str:
+            return format(value, fmt) if isinstance(value, int | float) else "-"
+
+        print(
+            f"{r['corpus']:<14} {r['system']:<26} {num(r.get('bytes_per_token'), '6.1f')} "
+            f"{num(r.get('build_s'), '8.1f')} {num(k10.get('p50_ms'), '7.2f')} "
+            f"{num(k10.get('p99_ms'), '7.2f')} "
+            f"{num(k100.get('p50_ms'), '8.2f')} {num(k10.get('batched_qps'), '8.1f')} "
+            f"{r['overlap@10']:6.3f} {r['ndcg@10']:7.4f}"
+        )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--corpus", default="scifact", choices=["scifact"])
-    parser.add_argument("--nbits", type=int, nargs="+", default=[1, 2])
-    parser.add_argument("--dims", type=int, default=128)
+    parser.add_argument(
+        "--corpus", nargs="+", default=["scifact", "synthetic"], choices=["scifact", "synthetic"]
+    )
+    parser.add_argument("--nbits", type=int, default=2)
+    parser.add_argument("--synthetic-tokens", type=int, default=5_000_000)
+    parser.add_argument("--peers", nargs="*", default=["plaid", "fastplaid"], choices=["plaid", "fastplaid"])
+    parser.add_argument("--output", type=Path, help="write every number (JSON)")
     args = parser.parse_args()
-    from polycolbert.eval.metrics import evaluate
-
-    dataset, docs, queries = scifact_vectors(args.dims)
-    tokens = sum(len(d) for d in docs)
-    print(f"scifact: {len(docs)} docs, {tokens} tokens, {len(queries)} queries, {args.dims} dims")
-    ref_top, ref_ms = exhaustive_top(queries, docs, 10)
-    ids = dataset.corpus_ids
-    ref_run = {
-        q: {ids[i]: 10.0 - r for r, i in enumerate(top)}
-        for q, top in zip(dataset.query_ids, ref_top, strict=True)
-    }
-    ref_ndcg = evaluate(dataset.qrels, ref_run)["ndcg@10"]
-    rows = [
-        {
-            "system": "exhaustive fp32 MaxSim",
-            "k10_p50_ms": ref_ms,
-            "ndcg@10": ref_ndcg,
-            "overlap@10": 1.0,
-            "vector_bytes_per_token": args.dims * 4,
-        }
-    ]
-    for nbits in args.nbits:
-        res = bench_index(docs, queries, ids, nbits, args.dims)
-        runs = res.pop("runs")
-        run = {q: {h.id: h.score for h in hits} for q, hits in zip(dataset.query_ids, runs, strict=True)}
-        res["ndcg@10"] = evaluate(dataset.qrels, run)["ndcg@10"]
-        res["overlap@10"] = float(
-            np.mean(
-                [
-                    len({h.id for h in hits} & {ids[i] for i in top}) / 10
-                    for hits, top in zip(runs, ref_top, strict=True)
-                ]
-            )
-        )
-        res["system"] = f"polycolbert index nbits={nbits}"
-        rows.append(res)
-    for row in rows:
-        print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}))
+    os.environ.setdefault("OMP_NUM_THREADS", "2")
+    rows: list[dict[str, Any]] = []
+    for name in args.corpus:
+        corpus = scifact() if name == "scifact" else synthetic(args.synthetic_tokens)
+        rows += run_corpus(corpus, args.nbits, args.peers)
+        print_table(rows)
+        if args.output:
+            args.output.write_text(json.dumps(rows, indent=1))
 
 
 if __name__ == "__main__":

@@ -39,4 +39,4 @@ def test_bad_settings_are_rejected() -> None:
         Codec.train(np.ones((10, 6), np.float32), 1)
     with pytest.raises(ValueError):
         choose_n_centroids(0)
-    assert choose_n_centroids(5) == 5 and choose_n_centroids(1_000_000) == 8192
+    assert choose_n_centroids(5) == 5 and choose_n_centroids(1_000_000) == 2048

@@ -68,29 +68,39 @@ def test_delete_and_update_are_visible_to_another_reader(index: Index) -> None:
 def test_staged_search_matches_exhaustive_on_clustered_data(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, nbits: int
 ) -> None:
-    docs = clustered_docs(600, dims=32, seed=nbits)
+    docs = clustered_docs(800, dims=32, seed=nbits)
     ix = Index.create(tmp_path / "ix", dimensions=32, nbits=nbits)
     ids = [f"d{i}" for i in range(len(docs))]
     ix.add(ids, ids=ids, vectors=docs)
+    assert ix.info()["centroids"] > 0  # compressed (past MIN_CODEC_TOKENS), so the staged path applies
     queries = [d[:4] for d in clustered_docs(20, dims=32, seed=100)]
     exhaustive = ix.search(query_vectors=queries, k=10, exhaustive=True)
     monkeypatch.setattr(P, "BRUTE_FORCE_TOKENS", 0)
+    # With a budget that covers the corpus, every stage must hand the exact stage the same documents:
+    # the staged ranking then IS the exhaustive one over the compressed vectors (scores included).
+    derive = P.derive
+    monkeypatch.setattr(P, "derive", lambda k, *a: P.SearchParams(False, 4, len(docs), len(docs)))
+    full = ix.search(query_vectors=queries, k=10)
+    for a, b in zip(full, exhaustive, strict=True):
+        assert [h.id for h in a] == [h.id for h in b]
+        assert [h.score for h in a] == pytest.approx([h.score for h in b], abs=1e-4)
+    # With the real budget (pruning by centroid interaction), the documents found still carry nearly
+    # the best possible true (fp32) MaxSim: overlap alone is noisy on this near-tied data.
+    monkeypatch.setattr(P, "derive", derive)
     staged = ix.search(query_vectors=queries, k=10)
-    overlap = np.mean(
-        [len({h.id for h in a} & {h.id for h in b}) / 10 for a, b in zip(staged, exhaustive, strict=True)]
-    )
-    assert overlap >= 0.9
-    # and the compressed ranking loses little true (fp32) MaxSim: the true scores of the documents it
-    # returns sum to nearly the best possible top-10 (overlap alone is noisy on this near-tied data)
+    assert all(len(r) == 10 for r in staged)
     by_id = dict(zip(ids, docs, strict=True))
 
     def true(q: np.ndarray, i: str) -> float:
         return float((q @ by_id[i].T).max(axis=1).sum())
 
-    got = sum(true(q, h.id) for q, r in zip(queries, exhaustive, strict=True) for h in r)
     best = sum(true(q, i) for q in queries for i in reference_top(q, by_id, 10))
-    assert got / best >= {1: 0.9, 2: 0.95, 4: 0.98}[nbits]
-    assert all(len(r) == 10 for r in staged)
+    for run, bar in (
+        (exhaustive, {1: 0.9, 2: 0.95, 4: 0.98}[nbits]),
+        (staged, {1: 0.85, 2: 0.9, 4: 0.9}[nbits]),
+    ):
+        got = sum(true(q, h.id) for q, r in zip(queries, run, strict=True) for h in r)
+        assert got / best >= bar
 
 
 def test_bad_input_gets_clear_errors(index: Index, tmp_path: Path) -> None:

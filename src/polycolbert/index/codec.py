@@ -16,11 +16,18 @@ NBITS = (1, 2, 4)
 
 
 def choose_n_centroids(n_tokens: int) -> int:
-    """PLAID's rule of thumb (a power of two near 16 sqrt(tokens)), capped by the tokens available."""
+    """A power of two near ``4 sqrt(tokens)`` (PLAID uses 16 sqrt), capped by the tokens available.
+
+    Why a quarter of PLAID's count: on a 2-core CPU, k-means and assigning every token cost time linear
+    in the centroid count (PLAID's rule makes a 5M-token build spend most of an hour there), and the
+    centroid table is stored with the index, which for corpora under a million tokens costs more bytes
+    per token than the residuals. The residual buckets absorb the coarser centroids (see
+    docs/benchmarks.md for nDCG and overlap at both counts).
+    """
     if n_tokens <= 0:
         raise ValueError("cannot cluster an empty set of token vectors")
-    target = 2 ** int(np.floor(np.log2(16 * np.sqrt(n_tokens))))
-    return int(max(1, min(target, n_tokens, 1 << 18)))
+    target = 2 ** int(np.floor(np.log2(4 * np.sqrt(n_tokens))))
+    return int(max(1, min(target, n_tokens, 1 << 16)))
 
 
 def kmeans(
@@ -83,7 +90,9 @@ class Codec:
         x = np.asarray(vectors, dtype=np.float32)
         if x.shape[1] * nbits % 8:
             raise ValueError(f"dimensions x nbits must be a multiple of 8; got {x.shape[1]} x {nbits}")
+        # Stored as float16 (half the bytes); rounded here so residuals are measured from what decodes.
         centroids = kmeans(x, n_centroids or choose_n_centroids(len(x)), seed=seed)
+        centroids = centroids.astype(np.float16).astype(np.float32)
         rng = np.random.default_rng(seed + 1)
         sample = x if len(x) <= 65_536 else x[rng.choice(len(x), 65_536, replace=False)]
         residual = sample - centroids[assign_nearest(sample, centroids)]
@@ -111,16 +120,36 @@ class Codec:
         return codes.astype(self.code_dtype), _pack(buckets, self.nbits), mse
 
     def decode(self, codes: np.ndarray, packed: np.ndarray) -> np.ndarray:
-        """Unit vectors ``[T, d]`` rebuilt from codes and packed residual buckets."""
-        buckets = _unpack(packed, self.nbits, self.dims)
-        out = self.centroids[codes.astype(np.int64)]
-        out += self.weights[np.arange(self.dims), buckets]
-        out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+        """Unit vectors ``[T, d]`` rebuilt from codes and packed residual buckets.
+
+        Why a byte table: each packed byte holds ``8 / nbits`` dimensions, so one lookup per byte in a
+        ``[bytes, 256, 8 / nbits]`` table of bucket values replaces unpacking and a per-dimension gather
+        (about 4x fewer index operations at 2 bits; this is the hot loop of every search).
+        """
+        lut = self._byte_table()
+        index = packed.astype(np.intp) + (np.arange(packed.shape[1], dtype=np.intp) * 256)[None, :]
+        out = np.take(lut, index, axis=0).reshape(len(packed), self.dims)  # np.take: ~5x fancy indexing
+        out += np.take(self.centroids, codes.astype(np.intp), axis=0)
+        norms = np.sqrt(np.einsum("ij,ij->i", out, out))
+        out /= np.maximum(norms, 1e-12)[:, None]
         return out
+
+    def _byte_table(self) -> np.ndarray:
+        table = getattr(self, "_lut", None)
+        if table is None:
+            per_byte = 8 // self.nbits
+            values = np.arange(256, dtype=np.uint8)[:, None]
+            shifts = (np.arange(per_byte) * self.nbits).astype(np.uint8)[None, :]
+            buckets = (values >> shifts) & np.uint8((1 << self.nbits) - 1)  # [256, per_byte]
+            n_bytes = self.dims // per_byte
+            dims = np.arange(n_bytes)[:, None, None] * per_byte + np.arange(per_byte)[None, None, :]
+            table = self.weights[dims, buckets[None, :, :]].reshape(n_bytes * 256, per_byte)
+            self._lut = np.ascontiguousarray(table, dtype=np.float32)
+        return table
 
     def arrays(self) -> dict[str, np.ndarray]:
         return {
-            "centroids": self.centroids,
+            "centroids": self.centroids.astype(np.float16),
             "cutoffs": self.cutoffs,
             "weights": self.weights,
             "nbits": np.array(self.nbits),

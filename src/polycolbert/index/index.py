@@ -472,7 +472,10 @@ class Index:
                         continue
                 else:
                     raise RuntimeError(f"{self.path}: segments keep disappearing; is a compaction looping?")
-                state["ivf"] = None if state["raw"] else _build_ivf(state)
+                if state["raw"]:
+                    state["ivf"] = state["doc_centroids"] = None
+                else:
+                    state["ivf"], state["doc_centroids"] = _build_ivf(state)
                 self._state, self._version, self._brute_cache = state, state["version"], None
             return self._state
 
@@ -522,11 +525,13 @@ class Index:
         live_tokens = int(state["lengths"][entries].sum())
         n_centroids = 0 if state["raw"] else len(state["codec"].centroids)
         p = P.derive(k, live_tokens, n_centroids, exhaustive or state["raw"])
+        distinct = [_distinct_rows(q) for q in qs]
         if p.brute_force:
             scores = self._exact(
                 state,
-                np.concatenate(qs),
-                [len(q) for q in qs],
+                np.concatenate([rows for rows, _ in distinct]),
+                [len(rows) for rows, _ in distinct],
+                np.concatenate([weights for _, weights in distinct]),
                 entries,
                 cache=bool(allowed.all()) and live_tokens <= P.BRUTE_FORCE_TOKENS,
             )
@@ -535,24 +540,26 @@ class Index:
                 best = top_k(row, k, state["ids"][entries])
                 out.append([(int(entries[i]), float(row[i])) for i in best])
             return out
-        return [self._staged(state, q, allowed, entries, k, p) for q in qs]
+        return [self._staged(state, rows, weights, allowed, entries, k, p) for rows, weights in distinct]
 
     def _staged(
         self,
         state: dict[str, Any],
         q: np.ndarray,
+        weights: np.ndarray,
         allowed: np.ndarray,
         entries: np.ndarray,
         k: int,
         p: P.SearchParams,
     ) -> list[tuple[int, float]]:
+        """PLAID's stages: probe lists, centroid interaction (twice, cheap then full), exact on the rest."""
         codec: Codec = state["codec"]
-        cscores = q @ codec.centroids.T  # [nq, C]
-        probe = np.argpartition(-cscores, p.nprobe - 1, axis=1)[:, : p.nprobe]  # [nq, nprobe]
+        cscores = q @ codec.centroids.T  # [rows, C]
+        probe = np.argpartition(-cscores, p.nprobe - 1, axis=1)[:, : p.nprobe]  # [rows, nprobe]
         ptr, lists = state["ivf"]
-        # Centroid interaction through the inverted lists (PLAID's stage 2 without touching tokens): a
-        # document's approximate score for query token i is the best probed centroid it contains; where
-        # it contains none, the i-th token's weakest probed score stands in (an upper bound on the rest).
+        # Stage 2 through the inverted lists, without touching tokens: a document's approximate score for
+        # query row i is the best probed centroid it contains; where it contains none, row i's weakest
+        # probed score stands in (an upper bound on what its other centroids can score).
         rows = np.repeat(np.arange(len(q)), p.nprobe)
         cents = probe.reshape(-1)
         sizes = ptr[cents + 1] - ptr[cents]
@@ -570,21 +577,29 @@ class Index:
             # too few documents in the probed lists: score every allowed one this way (always k results)
             cand = entries
             inverse = np.searchsorted(entries, hit_entries)
-        floor = cscores[np.arange(len(q))[:, None], probe].min(axis=1)  # [nq]
+        floor = cscores[np.arange(len(q))[:, None], probe].min(axis=1)  # [rows]
         best = np.repeat(floor[:, None], len(cand), axis=1).astype(np.float32)
         np.maximum.at(best, (hit_rows, inverse), hit_vals)
-        approx = best.sum(axis=0)
-        # Refine the best 4 x ndocs with every token's own centroid score, then decode the best ndocs.
-        cand = cand[top_k(approx, 4 * p.ndocs, state["ids"][cand])]
-        pos = token_positions(state["offsets"], state["lengths"], cand)
-        codes = state["codes"][pos].astype(np.int64)
-        approx = segment_maxsim(cscores[:, codes], state["lengths"][cand], [len(q)])[0]
-        keep = cand[top_k(approx, p.ndocs, state["ids"][cand])]
-        exact = self._exact(state, q, [len(q)], keep, cache=False)[0]
+        cand = cand[top_k(weights @ best, p.ndocs, state["ids"][cand])]
+        # Stage 3: full centroid interaction over each survivor's distinct centroids.
+        dptr, dcodes = state["doc_centroids"]
+        pos = token_positions(dptr[:-1], np.diff(dptr), cand)
+        approx = segment_maxsim(
+            np.take(cscores, dcodes[pos].astype(np.intp), axis=1), np.diff(dptr)[cand], [len(q)], weights
+        )[0]
+        keep = cand[top_k(approx, p.ndecode, state["ids"][cand])]
+        # Stage 4: decompress the last few and score them exactly.
+        exact = self._exact(state, q, [len(q)], weights, keep, cache=False)[0]
         return [(int(keep[i]), float(exact[i])) for i in top_k(exact, k, state["ids"][keep])]
 
     def _exact(
-        self, state: dict[str, Any], q: np.ndarray, rows: list[int], entries: np.ndarray, cache: bool
+        self,
+        state: dict[str, Any],
+        q: np.ndarray,
+        rows: list[int],
+        weights: np.ndarray,
+        entries: np.ndarray,
+        cache: bool,
     ) -> np.ndarray:
         lengths = state["lengths"][entries]
         if cache:  # small index: keep every decoded token (<= BRUTE_FORCE_TOKENS x dims floats)
@@ -602,7 +617,7 @@ class Index:
             else:
                 pos = token_positions(state["offsets"], state["lengths"], entries[a:b])
                 block = _decode(state, pos)
-            out[:, a:b] = segment_maxsim(q @ block.T, lengths[a:b], rows)
+            out[:, a:b] = segment_maxsim(q @ block.T, lengths[a:b], rows, weights)
         return out
 
     def _fuse(
@@ -736,13 +751,23 @@ def _decode(state: dict[str, Any], positions: np.ndarray) -> np.ndarray:
     return state["codec"].decode(state["codes"][positions], state["residuals"][positions])
 
 
-def _build_ivf(state: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
-    """Inverted lists centroid -> entries (deduplicated), as CSR pointers + entry numbers."""
+def _distinct_rows(q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A query's distinct rows and how often each occurs: MaxSim sums over rows, so a repeated row
+    (queries padded by repetition, or a repeated word) is scored once and counted twice."""
+    rows, counts = np.unique(q, axis=0, return_counts=True)
+    return rows, counts.astype(np.float32)
+
+
+def _build_ivf(state: dict[str, Any]) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """Both directions of the (centroid, entry) incidence, deduplicated, as CSR pointers + members:
+    centroid -> entries (the inverted lists) and entry -> distinct centroids (centroid interaction)."""
     codec = state["codec"]
     n_c = len(codec.centroids) if codec is not None else 1
-    entry_of_token = np.repeat(np.arange(len(state["lengths"]), dtype=np.int64), state["lengths"])
-    pairs = np.unique(state["codes"].astype(np.int64) * max(len(state["lengths"]), 1) + entry_of_token)
     n_e = max(len(state["lengths"]), 1)
-    cents, entries = pairs // n_e, pairs % n_e
+    entry_of_token = np.repeat(np.arange(len(state["lengths"]), dtype=np.int64), state["lengths"])
+    by_entry = np.unique(entry_of_token * n_c + state["codes"].astype(np.int64))
+    entries, cents = by_entry // n_c, by_entry % n_c
+    dptr = np.concatenate([[0], np.cumsum(np.bincount(entries, minlength=n_e))]).astype(np.int64)
+    order = np.argsort(cents, kind="stable")
     ptr = np.concatenate([[0], np.cumsum(np.bincount(cents, minlength=n_c))]).astype(np.int64)
-    return ptr, entries
+    return (ptr, entries[order]), (dptr, cents.astype(codec.code_dtype if codec is not None else np.int64))

@@ -29,10 +29,17 @@ def chunks(lengths: np.ndarray, limit: int = CHUNK_TOKENS) -> list[tuple[int, in
     return bounds
 
 
-def segment_maxsim(sims: np.ndarray, lengths: np.ndarray, query_rows: list[int]) -> np.ndarray:
-    """``[n_queries, n_docs]`` MaxSim from a ``[sum(query_rows), tokens]`` similarity block."""
+def segment_maxsim(
+    sims: np.ndarray, lengths: np.ndarray, query_rows: list[int], weights: np.ndarray | None = None
+) -> np.ndarray:
+    """``[n_queries, n_docs]`` MaxSim from a ``[sum(query_rows), tokens]`` similarity block.
+
+    ``weights`` (one per row) count rows that stand for several identical query rows.
+    """
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
     best = np.maximum.reduceat(sims, starts, axis=1)  # [rows, docs]
+    if weights is not None:
+        best *= weights[:, None]
     bounds = np.concatenate([[0], np.cumsum(query_rows)]).astype(np.int64)
     return np.add.reduceat(best, bounds[:-1], axis=0)
 
