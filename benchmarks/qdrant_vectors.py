@@ -43,6 +43,16 @@ def sample_corpus(dataset: Any, size: int, seed: int = 0) -> Any:
     )
 
 
+def subset(corpus: EncodedCorpus, size: int, seed: int = 0) -> EncodedCorpus:
+    """The ``sample_corpus`` selection taken from an already encoded full corpus (no re-encoding)."""
+    small: Any = sample_corpus(corpus.dataset, size, seed)
+    position = {doc_id: i for i, doc_id in enumerate(corpus.dataset.corpus_ids)}  # type: ignore[attr-defined]
+    keep = [position[doc_id] for doc_id in small.corpus_ids]
+    return EncodedCorpus(
+        small, {d: [vs[i] for i in keep] for d, vs in corpus.documents.items()}, dict(corpus.queries)
+    )
+
+
 def load_scifact_vectors(
     root: str = SCIFACT, dims: tuple[int, ...] = DIMS, sample: int | None = None
 ) -> EncodedCorpus:
