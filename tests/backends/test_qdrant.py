@@ -61,7 +61,7 @@ def test_protocol_open_and_reopen(tmp_path: Path) -> None:
     info = again.info()
     assert info["documents"] == 5
     assert info["tokens"] == sum(len(v) for v in vectors)
-    assert info["bytes_on_disk"] > 0
+    assert info["bytes_on_disk"]["total"] > 0
     assert info["settings"]["prefetch"] == "muvera"
     again.close()
 

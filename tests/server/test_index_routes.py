@@ -50,6 +50,7 @@ def test_index_lifecycle(api):
     else:  # Qdrant has no keyword index: a clear 400, not a 500
         check(hybrid, 400)
         assert "embedded index" in hybrid.json()["detail"] and info["backend"] == "qdrant"
+        assert info["bytes_on_disk"]["total"] > 0  # the shape the playground reads
     assert [i["name"] for i in api.get("/v1/indexes").json()["data"]] == ["demo"]
     assert api.post("/v1/indexes/demo/documents/delete", json={"ids": ["tokyo"]}).json()["deleted"] == 1
     after = api.post("/v1/indexes/demo/search", json={"queries": ["Tokyo"], "k": 3}).json()

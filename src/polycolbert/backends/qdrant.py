@@ -573,12 +573,12 @@ class QdrantBackend:
         except _connection_errors() as error:
             raise _explain(error, self.location) from None
         params = collection.config.params
+        # Same shape as the embedded index's ({"total": ...}); a remote server's disk is not visible.
         bytes_on_disk = None
         if self.local_folder is not None:
             root = Path(self.local_folder) / "collection" / self.collection
-            bytes_on_disk = (
-                sum(p.stat().st_size for p in root.rglob("*") if p.is_file()) if root.exists() else 0
-            )
+            total = sum(p.stat().st_size for p in root.rglob("*") if p.is_file()) if root.exists() else 0
+            bytes_on_disk = {"total": total}
         return {
             "backend": "qdrant",
             "location": self.location,
