@@ -229,12 +229,14 @@ def run_corpus(corpus: Corpus, nbits: int, peers: list[str]) -> list[dict[str, A
         }
     ]
     row = bench_polycolbert(corpus, nbits)
-    rows.append({**row, **quality(corpus, row.pop("ranked"), reference)})
+    ranked = row.pop("ranked")
+    rows.append({**row, **quality(corpus, ranked, reference)})
     with tempfile.TemporaryDirectory() as tmp:
         for system in peers:
             peer = bench_peer(corpus, system, nbits, Path(tmp))
             if peer is not None:
-                rows.append({**peer, **quality(corpus, peer.pop("ranked"), reference)})
+                ranked = peer.pop("ranked")
+                rows.append({**peer, **quality(corpus, ranked, reference)})
     for r in rows:
         r["corpus"], r["tokens"], r["documents"] = corpus.name, corpus.tokens, len(corpus.docs)
     return rows
