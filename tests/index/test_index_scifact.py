@@ -56,11 +56,6 @@ def scifact_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="measured 0.6591 vs exhaustive 0.6648 (-0.0057) with the default staged parameters "
-    "(docs/benchmarks.md); decompressing more candidates per query would close it at some latency",
-)
 def test_scifact_ndcg_within_0005_of_exhaustive(scifact_runs: dict[str, Any]) -> None:
     ndcg = evaluate(scifact_runs["qrels"], scifact_runs["index"])["nDCG@10"]
     reference = evaluate(scifact_runs["qrels"], scifact_runs["reference"])["nDCG@10"]
