@@ -301,21 +301,17 @@ class Index:
             # later token badly, and that loss could never be undone).
             live_tokens = db.execute("SELECT COALESCE(SUM(n_tokens), 0) FROM docs").fetchone()[0]
             if live_tokens + len(flat) < P.MIN_CODEC_TOKENS:
-                seg = Segment(new_name("seg"), docs, lengths, vectors=flat.astype(np.float16))
-                seg.write(self.path)
-                db.execute("INSERT INTO segments VALUES (?, ?, ?, ?)", (seg.name, RAW, len(docs), len(flat)))
-                segment_name = seg.name
+                segment_name = self._commit_segment(
+                    db, Segment(new_name("seg"), docs, lengths, vectors=flat.astype(np.float16)), RAW
+                )
             else:
                 segment_name = self._rebuild(db, (docs, lengths, flat))
         else:
             codec = self._load_codec(meta["codec"])
             codes, residuals, mse = codec.encode(flat)
-            seg = Segment(new_name("seg"), docs, lengths, codes, residuals)
-            seg.write(self.path)
-            db.execute(
-                "INSERT INTO segments VALUES (?, ?, ?, ?)", (seg.name, meta["codec"], len(docs), len(flat))
+            segment_name = self._commit_segment(
+                db, Segment(new_name("seg"), docs, lengths, codes, residuals), meta["codec"]
             )
-            segment_name = seg.name
             n = meta["drift_tokens"] + len(flat)
             set_meta(
                 db, drift_tokens=n, drift_mse=(meta["drift_mse"] * meta["drift_tokens"] + mse * len(flat)) / n
@@ -360,11 +356,8 @@ class Index:
             codec_name = new_name("codec")
             write_arrays(self.path / SEGMENTS, codec_name, codec.arrays())
             seg = Segment(new_name("seg"), docs, lengths, codes, residuals)
-        seg.write(self.path)
         db.execute("DELETE FROM segments")
-        db.execute(
-            "INSERT INTO segments VALUES (?, ?, ?, ?)", (seg.name, codec_name or RAW, len(docs), len(flat))
-        )
+        self._commit_segment(db, seg, codec_name or RAW)
         db.execute("UPDATE docs SET segment = ?", (seg.name,))
         set_meta(
             db,
@@ -372,6 +365,15 @@ class Index:
             clustered_tokens=len(flat) if codec_name else 0,
             drift_tokens=0,
             drift_mse=0.0,
+        )
+        return seg.name
+
+    def _commit_segment(self, db: sqlite3.Connection, seg: Segment, codec_column: str) -> str:
+        """Write the segment's files durably, then record it (the caller's transaction commits both)."""
+        seg.write(self.path)
+        db.execute(
+            "INSERT INTO segments VALUES (?, ?, ?, ?)",
+            (seg.name, codec_column, len(seg.docs), int(np.asarray(seg.lengths).sum())),
         )
         return seg.name
 
@@ -583,9 +585,10 @@ class Index:
         cand = cand[top_k(weights @ best, p.ndocs, state["ids"][cand])]
         # Stage 3: full centroid interaction over each survivor's distinct centroids.
         dptr, dcodes = state["doc_centroids"]
-        pos = token_positions(dptr[:-1], np.diff(dptr), cand)
+        distinct = np.diff(dptr)
+        pos = token_positions(dptr[:-1], distinct, cand)
         approx = segment_maxsim(
-            np.take(cscores, dcodes[pos].astype(np.intp), axis=1), np.diff(dptr)[cand], [len(q)], weights
+            np.take(cscores, dcodes[pos].astype(np.intp), axis=1), distinct[cand], [len(q)], weights
         )[0]
         keep = cand[top_k(approx, p.ndecode, state["ids"][cand])]
         # Stage 4: decompress the last few and score them exactly.
