@@ -9,14 +9,19 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import inspect
 import json
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from polycolbert.cli.errors import friendly_errors
+
+if TYPE_CHECKING:
+    from polycolbert.index.index import DocumentBatch
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -26,62 +31,109 @@ LOCATION_HELP = "Index folder, qdrant://host:port/collection or qdrant+local://f
 Location = Annotated[str, typer.Argument(help=LOCATION_HELP, metavar="LOCATION")]
 
 
+Document = tuple[str, str, dict[str, Any]]  # id, text (title prepended), metadata
+# Rows a document's vectors have beyond its subwords: [CLS], the document marker and [SEP].
+ROWS_BEYOND_SUBWORDS = 3
+
+
 def read_documents(path: Path) -> tuple[list[str], list[str], list[dict[str, Any]]]:
     """Ids, texts and metadata from JSONL or BEIR ``corpus.jsonl[.gz]``; every bad line is reported.
 
     A line is ``{"_id"|"id": ..., "text": ..., "title"?: ..., "metadata"?: {...}}``; other fields become
     metadata. Any problem rejects the whole file, so nothing is half-added.
     """
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file")
-    opener = gzip.open if path.suffix == ".gz" else open
     ids: list[str] = []
     texts: list[str] = []
     metas: list[dict[str, Any]] = []
     problems: list[str] = []
-    seen: dict[str, int] = {}
+    for parsed in _checked_lines(path):
+        if isinstance(parsed, str):
+            problems.append(parsed)
+        elif not problems:
+            ids.append(parsed[0])
+            texts.append(parsed[1])
+            metas.append(parsed[2])
+    _refuse(path, problems, len(ids))
+    return ids, texts, metas
+
+
+def scan_documents(path: Path) -> list[str]:
+    """The ids of a JSONL or BEIR file, in order, after checking every line (as ``read_documents``).
+
+    The first pass of ``index add``: it keeps only ids and their line numbers, so a corpus larger than
+    memory is still checked completely before anything is encoded or added.
+    """
+    ids: list[str] = []
+    problems: list[str] = []
+    for parsed in _checked_lines(path):
+        if isinstance(parsed, str):
+            problems.append(parsed)
+        else:
+            ids.append(parsed[0])
+    _refuse(path, problems, len(ids))
+    return ids
+
+
+def iter_documents(path: Path) -> Iterator[Document]:
+    """The documents of a file ``scan_documents`` accepted, one at a time (the second pass)."""
+    for _, parsed in _parsed_lines(path):
+        if isinstance(parsed, str):
+            raise ValueError(f"{path}: {parsed} (the file changed while it was being added)")
+        yield parsed
+
+
+def _parsed_lines(path: Path) -> Iterator[tuple[int, Document | str]]:
+    """Each non-blank line's number and the line as a document or as a problem ("line N: ...")."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    opener = gzip.open if path.suffix == ".gz" else open
     with opener(path, "rt", encoding="utf-8") as handle:  # type: ignore[operator]
         for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                problems.append(f"line {number}: not valid JSON ({exc.msg})")
-                continue
-            if not isinstance(row, dict):
-                problems.append(f"line {number}: expected a JSON object")
-                continue
-            doc_id = row.get("_id", row.get("id"))
-            text = row.get("text")
-            if not isinstance(doc_id, str | int) or isinstance(doc_id, bool) or str(doc_id) == "":
-                problems.append(f"line {number}: missing '_id' or 'id' (string)")
-                continue
-            if not isinstance(text, str):
-                problems.append(f"line {number}: missing 'text' (string)")
-                continue
-            doc_id = str(doc_id)
-            if doc_id in seen:
-                problems.append(f"line {number}: duplicate id {doc_id!r} (first on line {seen[doc_id]})")
-                continue
-            seen[doc_id] = number
-            title = row.get("title")
-            meta = row.get("metadata")
-            if meta is None:
-                meta = {k: v for k, v in row.items() if k not in ("_id", "id", "text", "metadata")}
-            elif not isinstance(meta, dict):
-                problems.append(f"line {number}: 'metadata' must be an object")
-                continue
-            ids.append(doc_id)
-            texts.append(f"{title}\n{text}" if isinstance(title, str) and title else text)
-            metas.append(meta)
+            if line.strip():
+                yield number, _parse_line(number, line)
+
+
+def _checked_lines(path: Path) -> Iterator[Document | str]:
+    """``_parsed_lines`` plus duplicate ids, reported with the line of their first occurrence."""
+    seen: dict[str, int] = {}
+    for number, parsed in _parsed_lines(path):
+        if not isinstance(parsed, str):
+            if parsed[0] in seen:
+                parsed = f"line {number}: duplicate id {parsed[0]!r} (first on line {seen[parsed[0]]})"
+            else:
+                seen[parsed[0]] = number
+        yield parsed
+
+
+def _parse_line(number: int, line: str) -> Document | str:
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as exc:
+        return f"line {number}: not valid JSON ({exc.msg})"
+    if not isinstance(row, dict):
+        return f"line {number}: expected a JSON object"
+    doc_id = row.get("_id", row.get("id"))
+    text = row.get("text")
+    if not isinstance(doc_id, str | int) or isinstance(doc_id, bool) or str(doc_id) == "":
+        return f"line {number}: missing '_id' or 'id' (string)"
+    if not isinstance(text, str):
+        return f"line {number}: missing 'text' (string)"
+    title = row.get("title")
+    meta = row.get("metadata")
+    if meta is None:
+        meta = {k: v for k, v in row.items() if k not in ("_id", "id", "text", "metadata")}
+    elif not isinstance(meta, dict):
+        return f"line {number}: 'metadata' must be an object"
+    return str(doc_id), f"{title}\n{text}" if isinstance(title, str) and title else text, meta
+
+
+def _refuse(path: Path, problems: list[str], n_documents: int) -> None:
     if problems:
         shown = "\n  ".join(problems[:20])
         more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
         raise ValueError(f"{path}: {len(problems)} bad line(s); nothing was added:\n  {shown}{more}")
-    if not ids:
+    if not n_documents:
         raise ValueError(f"{path}: no documents")
-    return ids, texts, metas
 
 
 def _encoder(backend: Any) -> Any:
@@ -141,26 +193,105 @@ def add(
     location: Location,
     file: Annotated[Path, typer.Argument(help="JSONL or BEIR corpus.jsonl[.gz].")],
     batch_size: Annotated[int, typer.Option(help="Texts per encoder batch.")] = 32,
+    memory_budget: Annotated[
+        float | None,
+        typer.Option(
+            "--memory-budget",
+            metavar="MB",
+            help="MiB of token vectors to hold at once while encoding and writing (default 1024).",
+        ),
+    ] = None,
 ) -> None:
-    """Encode and add documents in one atomic commit (bad lines or known ids reject the whole file)."""
-    from polycolbert.backends.base import open_backend
+    """Encode and add documents; bad lines or known ids reject the whole file, before any encoding.
 
-    ids, texts, metas = read_documents(file)
+    The file is read twice: once to check every line (keeping only ids), then in chunks that are encoded
+    and written one after another, so memory follows --memory-budget, not the file's size. An embedded
+    index commits the whole file at once (all or nothing; other writers wait until it is done). A Qdrant
+    collection stores chunk after chunk: a failure part-way (e.g. the network) keeps the chunks before it.
+    """
+    from polycolbert.backends.base import open_backend
+    from polycolbert.backends.local import LocalBackend
+    from polycolbert.index import params
+
+    budget = params.MEMORY_BUDGET_MB if memory_budget is None else memory_budget
+    params.chunk_tokens(budget, 1)  # a bad budget is refused before the file is read
+    ids = scan_documents(file)
     with contextlib.closing(open_backend(location)) as backend:
         taken = backend.existing(ids)
         if taken:
             raise ValueError(
                 f"{len(taken)} id(s) already in the index, e.g. {sorted(taken)[:5]}; nothing added"
             )
+        total = len(ids)
+        del ids
+        chunk = params.chunk_tokens(budget, backend.dimensions)
         encoder = _encoder(backend)
-        try:
-            vectors = encoder.encode_documents(
-                texts, dimensions=backend.dimensions, batch_size=batch_size, progress=True
+        with _progress_bar(total) as advance:
+            batches = _encoded_batches(
+                iter_documents(file), encoder, backend.dimensions, batch_size, chunk, advance
             )
-        except TypeError:  # encoders without progress bars (test doubles)
-            vectors = encoder.encode_documents(texts, dimensions=backend.dimensions)
-        backend.add(texts, ids=ids, metadata=metas, vectors=vectors)
-        print(json.dumps({"added": len(ids), "documents": backend.info()["documents"]}))
+            if isinstance(backend, LocalBackend):
+                backend.index.memory_budget_mb = budget
+                added = backend.index.add_stream(batches)
+            else:
+                added = sum(_add_batch(backend, batch) for batch in batches)
+        print(json.dumps({"added": added, "documents": backend.info()["documents"]}))
+
+
+def _add_batch(backend: Any, batch: DocumentBatch) -> int:
+    return len(backend.add(batch.texts, ids=batch.ids, metadata=batch.metadata, vectors=batch.vectors))
+
+
+def _encoded_batches(
+    documents: Iterator[Document],
+    encoder: Any,
+    dimensions: int,
+    batch_size: int,
+    chunk_tokens: int,
+    advance: Callable[[int], None],
+) -> Iterator[DocumentBatch]:
+    """Documents in groups of about one chunk of token vectors, each group encoded when it is reached.
+
+    Why characters: a group must be cut before it is encoded, and a subword covers at least one
+    character, so ``len(text) + ROWS_BEYOND_SUBWORDS`` bounds a document's vectors (the index cuts its
+    chunks by the real counts; this keeps the encoder's output near one chunk).
+    """
+    group: list[Document] = []
+    rows = 0
+    for document in documents:
+        n = len(document[1]) + ROWS_BEYOND_SUBWORDS
+        if group and rows + n > chunk_tokens:
+            yield _encode_group(group, encoder, dimensions, batch_size)
+            advance(len(group))
+            group, rows = [], 0
+        group.append(document)
+        rows += n
+    if group:
+        yield _encode_group(group, encoder, dimensions, batch_size)
+        advance(len(group))
+
+
+def _encode_group(group: list[Document], encoder: Any, dimensions: int, batch_size: int) -> DocumentBatch:
+    from polycolbert.index.index import DocumentBatch
+
+    ids, texts, metas = (list(column) for column in zip(*group, strict=True))
+    if "batch_size" in inspect.signature(encoder.encode_documents).parameters:
+        vectors = encoder.encode_documents(texts, dimensions=dimensions, batch_size=batch_size)
+    else:  # encoders without batching (test doubles)
+        vectors = encoder.encode_documents(texts, dimensions=dimensions)
+    return DocumentBatch(texts, ids=ids, metadata=metas, vectors=vectors)
+
+
+@contextlib.contextmanager
+def _progress_bar(total: int) -> Iterator[Callable[[int], None]]:
+    """One bar over the whole file (documents encoded and written), on stderr: stdout is the result."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    columns = (TextColumn("adding"), BarColumn(), MofNCompleteColumn(), TextColumn("documents"))
+    with Progress(*columns, TimeRemainingColumn(), console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task("adding", total=total)
+        yield lambda n: bar.advance(task, n)
 
 
 @app.command()

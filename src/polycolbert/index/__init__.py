@@ -1,8 +1,9 @@
 """The embedded multi-vector index: residual-compressed token vectors in a folder, searched in-process.
 
 >>> from polycolbert.index import Index   # Index.create(path, model=..., dimensions=...), Index.open(path)
+>>> from polycolbert.index import DocumentBatch   # Index.add_stream(batches): big corpora, bounded memory
 """
 
-from polycolbert.index.index import Index
+from polycolbert.index.index import DocumentBatch, Index
 
-__all__ = ["Index"]
+__all__ = ["DocumentBatch", "Index"]

@@ -9,16 +9,25 @@
 ['d0', 'd1']
 >>> index.search(query_vectors=[docs[3][:2]], k=3)[0][0].id
 'd3'
+>>> index.add_stream(DocumentBatch([""] * 2, ids=[f"s{i}-{j}" for j in range(2)], vectors=docs[:2])
+...                  for i in range(3))
+6
+
+Memory: writing (``add``, ``add_stream``, ``update``) and ``compact`` hold about ``memory_budget_mb`` MiB of
+token vectors at a time besides the caller's own arrays (chunks of ``chunk_tokens`` tokens, see
+``params.chunk_tokens``), whatever the index's size; searching memory-maps the segments.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import sqlite3
 import threading
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +35,7 @@ import numpy as np
 
 from polycolbert.backends.base import Filter, SearchHit
 from polycolbert.index import params as P
-from polycolbert.index.codec import Codec
+from polycolbert.index.codec import Codec, choose_n_centroids
 from polycolbert.index.filters import compile_filter
 from polycolbert.index.search import chunks, rrf, segment_maxsim, token_positions, top_k
 from polycolbert.index.store import (
@@ -47,10 +56,29 @@ FORMAT_VERSION = 1
 NO_MODEL = "none"
 
 
+@dataclass
+class DocumentBatch:
+    """Some documents for :meth:`Index.add_stream`, as ``add`` takes them (no ``vectors``: encode them)."""
+
+    texts: Sequence[str]
+    ids: Sequence[str] | None = None
+    metadata: Sequence[dict[str, Any]] | None = None
+    vectors: Sequence[np.ndarray] | None = None
+
+
+_Doc = tuple[str, str, dict[str, Any], np.ndarray]  # text, id, metadata, token vectors
+
+
 class Index:
     """An embedded index; safe for many reader processes and one writer at a time (SQLite's lock)."""
 
-    def __init__(self, path: Path, db: sqlite3.Connection, model: Any = None):
+    def __init__(
+        self,
+        path: Path,
+        db: sqlite3.Connection,
+        model: Any = None,
+        memory_budget_mb: float = P.MEMORY_BUDGET_MB,
+    ):
         self.path = path
         self.db = db
         meta = get_meta(db)
@@ -62,11 +90,33 @@ class Index:
         self._version = -1
         self._codec: Codec | None = None
         self._brute_cache: np.ndarray | None = None
+        self._replaced_files = False  # set by a rebuild: delete the old segment files after the commit
+        self.memory_budget_mb = memory_budget_mb
+
+    @property
+    def memory_budget_mb(self) -> float:
+        """MiB of token vectors that writing and compaction may hold at once (``params.MEMORY_BUDGET_MB``)."""
+        return self._memory_budget_mb
+
+    @memory_budget_mb.setter
+    def memory_budget_mb(self, value: float) -> None:
+        P.chunk_tokens(value, self.dimensions)  # raises on a bad value
+        self._memory_budget_mb = float(value)
+
+    @property
+    def chunk_tokens(self) -> int:
+        """Most tokens per chunk written (one longer document alone may exceed it)."""
+        return P.chunk_tokens(self._memory_budget_mb, self.dimensions)
 
     # ----------------------------------------------------------------- lifecycle
     @classmethod
     def create(
-        cls, path: str | Path, model: Any = None, dimensions: int | None = None, nbits: int = 2
+        cls,
+        path: str | Path,
+        model: Any = None,
+        dimensions: int | None = None,
+        nbits: int = 2,
+        memory_budget_mb: float = P.MEMORY_BUDGET_MB,
     ) -> Index:
         """A new empty index; ``model`` is a ColBERT, a model name, or None (vectors supplied by caller)."""
         path = Path(path)
@@ -112,10 +162,10 @@ class Index:
             compactions=0,
         )
         db.execute("COMMIT")
-        return cls(path, db, model)
+        return cls(path, db, model, memory_budget_mb)
 
     @classmethod
-    def open(cls, path: str | Path, model: Any = None) -> Index:
+    def open(cls, path: str | Path, model: Any = None, memory_budget_mb: float = P.MEMORY_BUDGET_MB) -> Index:
         path = Path(path)
         if not (path / "index.sqlite").is_file():
             raise FileNotFoundError(f"no index at {path} (create one with `polycolbert index create {path}`)")
@@ -123,7 +173,7 @@ class Index:
         meta = get_meta(db)
         if meta.get("format") != FORMAT_VERSION:
             raise ValueError(f"{path}: unsupported index format {meta.get('format')!r}")
-        return cls(path, db, model)
+        return cls(path, db, model, memory_budget_mb)
 
     def close(self) -> None:
         self.db.close()
@@ -168,16 +218,36 @@ class Index:
         metadata: Sequence[dict[str, Any]] | None = None,
         vectors: Sequence[np.ndarray] | None = None,
     ) -> list[str]:
-        """Insert new documents atomically (all or none); an id already present is an error."""
+        """Insert new documents atomically (all or none); an id already present is an error.
+
+        Written in segments of at most ``chunk_tokens`` tokens, like :meth:`add_stream`, so the index's
+        own working memory stays within ``memory_budget_mb`` (the caller's arrays are the caller's).
+        """
         texts, ids, metadata = self._check_batch(texts, ids, metadata)
         vectors = self._vectors_for(texts, vectors)
         with self._write() as db:
-            taken = self._existing(db, ids)
-            if taken:
-                raise ValueError(f"ids already in the index: {taken[:10]} (use update to replace them)")
-            self._append(db, texts, ids, metadata, vectors)
+            self._write_documents(db, list(zip(texts, ids, metadata, vectors, strict=True)))
         self._maybe_compact()
         return list(ids)
+
+    def add_stream(self, batches: Iterable[DocumentBatch]) -> int:
+        """Insert the documents of many batches in ONE commit (all or none); returns how many were added.
+
+        Why: a corpus larger than memory. Documents are grouped into chunks of at most ``chunk_tokens``
+        tokens (from ``memory_budget_mb``); each chunk is written as its own segment inside one SQLite
+        write transaction, so at most about one chunk of vectors is held at a time, and a bad batch (or an
+        id already present, or a crash) anywhere leaves the index exactly at its last commit: the chunks
+        already written become unreferenced files that the next writer deletes. A batch without
+        ``vectors`` is encoded by the index's model when it is reached. Without a codec yet, the first
+        chunks stay exact until ``MIN_CODEC_TOKENS`` have arrived, then the codec is trained on those.
+        Readers keep seeing the previous commit until this one lands; other writers wait for it.
+        """
+        with self._write() as db:
+            added = self._write_documents(db, self._stream_documents(db, batches))
+            if added == 0:
+                raise ValueError("no documents given: the stream had no batches")
+        self._maybe_compact()
+        return added
 
     def update(
         self,
@@ -195,7 +265,7 @@ class Index:
             if missing:
                 raise ValueError(f"unknown ids: {missing[:10]} (use add for new documents)")
             self._remove(db, ids)
-            self._append(db, texts, ids, metadata, vectors)
+            self._write_documents(db, list(zip(texts, ids, metadata, vectors, strict=True)))
         self._maybe_compact()
 
     def delete(self, ids: Sequence[str]) -> int:
@@ -215,8 +285,7 @@ class Index:
         ids = [uuid.uuid4().hex for _ in texts] if ids is None else [str(i) for i in ids]
         if len(ids) != len(texts):
             raise ValueError(f"{len(ids)} ids for {len(texts)} texts")
-        seen: set[str] = set()
-        dupes = sorted({i for i in ids if i in seen or seen.add(i)})  # type: ignore[func-returns-value]
+        dupes = _duplicates(ids)
         if dupes:
             raise ValueError(f"duplicate ids in the batch: {dupes[:10]}")
         if any(not i for i in ids):
@@ -239,27 +308,66 @@ class Index:
             raise ValueError(f"{len(vectors)} vector arrays for {len(texts)} texts")
         return vectors
 
+    def _stream_documents(self, db: sqlite3.Connection, batches: Iterable[DocumentBatch]) -> Iterator[_Doc]:
+        """Each batch checked (ids against the index first: a clash costs no encoding), then its documents."""
+        for number, batch in enumerate(batches, start=1):
+            try:
+                texts, ids, metadata = self._check_batch(batch.texts, batch.ids, batch.metadata)
+                self._refuse_taken(db, ids)
+                vectors = self._vectors_for(texts, batch.vectors)
+            except ValueError as error:
+                raise ValueError(f"batch {number}: {error}") from None
+            yield from zip(texts, ids, metadata, vectors, strict=True)
+
     class _Tx:
-        def __init__(self, index: Index):
+        """One write transaction under SQLite's write lock; it first deletes files no commit refers to,
+        and after a rollback, or a commit that replaced segments, it deletes the files left behind."""
+
+        def __init__(self, index: Index, collecting: bool = False):
             self.index = index
+            self.collecting = collecting  # only deleting files: no new version, no clean-up after it
 
         def __enter__(self) -> sqlite3.Connection:
+            db = self.index.db
             self.index._lock.acquire()
-            self.index.db.execute("BEGIN IMMEDIATE")
-            return self.index.db
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                try:
+                    self.index._remove_orphans(db)
+                except BaseException:
+                    db.execute("ROLLBACK")
+                    raise
+            except BaseException:
+                self.index._lock.release()
+                raise
+            return db
 
         def __exit__(self, exc_type: object, *rest: object) -> None:
             try:
                 if exc_type is None:
-                    set_meta(self.index.db, version=get_meta(self.index.db)["version"] + 1)
+                    if not self.collecting:
+                        set_meta(self.index.db, version=get_meta(self.index.db)["version"] + 1)
                     self.index.db.execute("COMMIT")
                 else:
                     self.index.db.execute("ROLLBACK")
             finally:
                 self.index._lock.release()
+            if not self.collecting and (exc_type is not None or self.index._replaced_files):
+                self.index._replaced_files = False
+                with contextlib.suppress(sqlite3.Error, OSError):  # the next writer retries anyway
+                    self.index._collect_garbage()
 
     def _write(self) -> Index._Tx:
         return Index._Tx(self)
+
+    def _remove_orphans(self, db: sqlite3.Connection) -> None:
+        """Delete files of writers killed before their commit and of replaced segments (write lock held).
+
+        Only here, at the start of a write transaction: files that the committed state still refers to
+        must survive until a commit that drops them has landed (a rollback would otherwise lose them).
+        """
+        referenced = {r[0] for r in db.execute("SELECT name FROM segments")} | {get_meta(db)["codec"]}
+        remove_unreferenced(self.path, referenced)
 
     @staticmethod
     def _existing(db: sqlite3.Connection, ids: list[str]) -> list[str]:
@@ -269,6 +377,15 @@ class Index:
             rows = db.execute(f"SELECT id FROM docs WHERE id IN ({','.join('?' * len(part))})", part)
             found += [r[0] for r in rows]
         return found
+
+    def _refuse_taken(self, db: sqlite3.Connection, ids: list[str]) -> None:
+        """Ids repeated or already stored (earlier chunks of this transaction included) are an error."""
+        dupes = _duplicates(ids)
+        if dupes:
+            raise ValueError(f"ids given twice: {dupes[:10]}")
+        taken = self._existing(db, ids)
+        if taken:
+            raise ValueError(f"ids already in the index: {taken[:10]} (use update to replace them)")
 
     @staticmethod
     def _remove(db: sqlite3.Connection, ids: list[str]) -> int:
@@ -280,93 +397,138 @@ class Index:
             removed += db.execute(f"DELETE FROM docs WHERE id IN ({marks})", part).rowcount
         return removed
 
-    def _append(
-        self,
-        db: sqlite3.Connection,
-        texts: list[str],
-        ids: list[str],
-        metadata: list[dict[str, Any]],
-        vectors: list[np.ndarray],
-    ) -> None:
+    def _write_documents(self, db: sqlite3.Connection, documents: Iterable[_Doc]) -> int:
+        """Write documents chunk by chunk (at most ``chunk_tokens`` tokens each); returns how many.
+
+        When the codec gets trained part-way, documents given as a list (``add``, ``update``: all in the
+        caller's memory already) are sampled for it too, those still to be written included, so one big
+        ``add`` trains on its whole batch as before; a stream's codec sees what has arrived.
+        """
+        known = documents if isinstance(documents, list) else None
+        added = 0
+        for chunk in _grouped(documents, self.chunk_tokens):
+            needs_codec = self._append(db, chunk)
+            added += len(chunk)
+            chunk.clear()  # the grouping generator holds this list too: free the vectors before a rebuild
+            if needs_codec:
+                self._rebuild(db, ahead=[doc[3] for doc in known[added:]] if known is not None else [])
+        return added
+
+    def _append(self, db: sqlite3.Connection, chunk: list[_Doc]) -> bool:
+        """Write one chunk of new documents as one segment plus its rows, inside the caller's transaction
+        (SQLite sees the transaction's own earlier writes, so chunk after chunk reads current meta).
+
+        Returns True when the index has no codec and now holds enough tokens to train one: the caller
+        then calls ``_rebuild``, once this chunk's vectors are no longer held.
+        """
+        texts, ids, metadata, vectors = (list(column) for column in zip(*chunk, strict=True))
+        self._refuse_taken(db, ids)
         meta = get_meta(db)
-        referenced = {r[0] for r in db.execute("SELECT name FROM segments")} | {meta["codec"]}
-        remove_unreferenced(self.path, referenced)  # files of writers killed before their commit
-        flat = np.concatenate(vectors)
         first = int(meta["next_doc"])
         docs = np.arange(first, first + len(texts), dtype=np.int64)
         lengths = np.array([len(v) for v in vectors], np.int32)
-        if meta["codec"] is None:
-            # No codec yet: keep exact vectors until there are enough tokens to train a good one, then
-            # compress everything at once (a codec fitted to a handful of tokens would encode every
-            # later token badly, and that loss could never be undone).
-            live_tokens = db.execute("SELECT COALESCE(SUM(n_tokens), 0) FROM docs").fetchone()[0]
-            if live_tokens + len(flat) < P.MIN_CODEC_TOKENS:
-                segment_name = self._commit_segment(
-                    db, Segment(new_name("seg"), docs, lengths, vectors=flat.astype(np.float16)), RAW
-                )
-            else:
-                segment_name = self._rebuild(db, (docs, lengths, flat))
-        else:
-            codec = self._load_codec(meta["codec"])
-            codes, residuals, mse = codec.encode(flat)
-            segment_name = self._commit_segment(
-                db, Segment(new_name("seg"), docs, lengths, codes, residuals), meta["codec"]
-            )
-            n = meta["drift_tokens"] + len(flat)
-            set_meta(
-                db, drift_tokens=n, drift_mse=(meta["drift_mse"] * meta["drift_tokens"] + mse * len(flat)) / n
-            )
+        codec = self._load_codec(meta["codec"]) if meta["codec"] is not None else None
+        name, mse = self._write_segment(db, docs, lengths, np.concatenate(vectors), codec, meta["codec"])
         db.executemany(
             "INSERT INTO docs VALUES (?, ?, ?, ?, ?, ?)",
             [
-                (int(d), i, t, json.dumps(m), segment_name, len(v))
+                (int(d), i, t, json.dumps(m), name, len(v))
                 for d, i, t, m, v in zip(docs, ids, texts, metadata, vectors, strict=True)
             ],
         )
         db.executemany("INSERT INTO fts (rowid, text) VALUES (?, ?)", zip(docs.tolist(), texts, strict=True))
         set_meta(db, next_doc=first + len(texts))
+        if codec is None:
+            # No codec yet: keep exact vectors until there are enough tokens to train a good one, then
+            # compress everything at once (a codec fitted to a handful of tokens would encode every
+            # later token badly, and that loss could never be undone). The rebuild reads this chunk
+            # back from the raw segment just written, so its float32 copy need not be held meanwhile.
+            live_tokens = db.execute("SELECT COALESCE(SUM(n_tokens), 0) FROM docs").fetchone()[0]
+            return bool(live_tokens >= P.MIN_CODEC_TOKENS)
+        n_new = int(lengths.sum())
+        n = meta["drift_tokens"] + n_new
+        set_meta(db, drift_tokens=n, drift_mse=(meta["drift_mse"] * meta["drift_tokens"] + mse * n_new) / n)
+        return False
 
-    def _rebuild(
-        self, db: sqlite3.Connection, extra: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
-    ) -> str:
-        """Rewrite every live document (plus ``extra`` new ones) into ONE segment; returns its name.
-
-        With at least ``MIN_CODEC_TOKENS`` tokens a new codec is trained on them (exact vectors where the
-        index still holds them, decoded ones otherwise) and the segment is compressed; below that the
-        segment stays raw. Dead entries are dropped. Runs inside the caller's write transaction.
-        """
-        state = self._read_state(db)
-        live_entries = np.flatnonzero(state["live"])
-        pos = token_positions(state["offsets"], state["lengths"], live_entries)
-        parts_docs = [state["docs"][live_entries].astype(np.int64)]
-        parts_lengths = [state["lengths"][live_entries].astype(np.int32)]
-        parts_vectors = [_decode(state, pos)]
-        if extra is not None:
-            parts_docs.append(extra[0])
-            parts_lengths.append(extra[1].astype(np.int32))
-            parts_vectors.append(np.asarray(extra[2], np.float32))
-        docs, lengths = np.concatenate(parts_docs), np.concatenate(parts_lengths)
-        flat = np.concatenate(parts_vectors)
-        if len(flat) < P.MIN_CODEC_TOKENS:
-            seg = Segment(new_name("seg"), docs, lengths, vectors=flat.astype(np.float16))
-            codec_name = None
+    def _write_segment(
+        self,
+        db: sqlite3.Connection,
+        docs: np.ndarray,
+        lengths: np.ndarray,
+        flat: np.ndarray,
+        codec: Codec | None,
+        codec_name: str | None,
+    ) -> tuple[str, float]:
+        """Write and record one segment (raw without a codec); its name and mean squared residual."""
+        if codec is None:
+            seg, mse = Segment(new_name("seg"), docs, lengths, vectors=flat.astype(np.float16)), 0.0
         else:
-            codec = Codec.train(flat, self.nbits)
-            codes, residuals, _ = codec.encode(flat)
+            rows = P.encode_rows(self.chunk_tokens, self.dimensions, len(codec.centroids))
+            codes, residuals, mse = _encode(codec, flat, rows)
+            seg = Segment(new_name("seg"), docs, lengths, codes, residuals)
+        return self._commit_segment(db, seg, codec_name or RAW), mse
+
+    def _rebuild(self, db: sqlite3.Connection, ahead: Sequence[np.ndarray] = ()) -> None:
+        """Rewrite every live document into new segments (and a new codec when there are enough tokens).
+
+        With at least ``MIN_CODEC_TOKENS`` tokens (live ones plus ``ahead``: vectors about to be added,
+        sampled but not written here) a new codec is trained on a uniform sample of them
+        (``codec_sample_tokens``; exact vectors where the index still holds them, decoded otherwise), then
+        the live tokens are decoded and re-encoded one group of at most ``chunk_tokens`` tokens at a time,
+        one segment per group; below that the segments stay raw. Dead entries are dropped. Why in groups: the
+        whole index decoded to float32 costs ``4 x dims`` bytes per token, far beyond the budget on a big
+        index. Runs inside the caller's write transaction; the replaced files stay for readers until that
+        commits (``_Tx`` then deletes them).
+        """
+        limit = self.chunk_tokens
+        sources = self._live_sources(db)
+        total = sum(s.live_tokens for s in sources) + sum(len(v) for v in ahead)
+        codec, codec_name = None, None
+        if total >= P.MIN_CODEC_TOKENS:
+            sample = _sample(sources, ahead, total, P.codec_sample_tokens(limit), limit, self.dimensions)
+            codec = Codec.train(sample, self.nbits, n_centroids=choose_n_centroids(total))
+            del sample
             codec_name = new_name("codec")
             write_arrays(self.path / SEGMENTS, codec_name, codec.arrays())
-            seg = Segment(new_name("seg"), docs, lengths, codes, residuals)
         db.execute("DELETE FROM segments")
-        self._commit_segment(db, seg, codec_name or RAW)
-        db.execute("UPDATE docs SET segment = ?", (seg.name,))
-        set_meta(
-            db,
-            codec=codec_name,
-            clustered_tokens=len(flat) if codec_name else 0,
-            drift_tokens=0,
-            drift_mse=0.0,
-        )
-        return seg.name
+        self._replaced_files = True
+        for group in _groups(sources, limit):
+            self._rewrite_group(db, group, codec, codec_name)
+        set_meta(db, codec=codec_name, clustered_tokens=total if codec else 0, drift_tokens=0, drift_mse=0.0)
+
+    def _live_sources(self, db: sqlite3.Connection) -> list[_Source]:
+        """Every recorded segment (memory-mapped) with its live entries, in the order they were written."""
+        codecs: dict[str, Codec] = {}
+        sources = []
+        for name, column in db.execute("SELECT name, codec FROM segments ORDER BY rowid").fetchall():
+            seg = Segment.load(self.path, name, raw=column == RAW)
+            if column != RAW and column not in codecs:
+                codecs[column] = self._load_codec(column)
+            docs = np.asarray(seg.docs, np.int64)
+            if len(docs) == 0:
+                continue
+            span = (int(docs.min()), int(docs.max()))
+            live = [r[0] for r in db.execute("SELECT doc FROM docs WHERE doc BETWEEN ? AND ?", span)]
+            lengths = np.asarray(seg.lengths, np.int64)
+            entries = np.flatnonzero(np.isin(docs, np.asarray(live, np.int64)))
+            sources.append(_Source(seg, codecs.get(column), docs, lengths, entries))
+        return sources
+
+    def _rewrite_group(
+        self,
+        db: sqlite3.Connection,
+        group: list[tuple[_Source, np.ndarray]],
+        codec: Codec | None,
+        codec_name: str | None,
+    ) -> None:
+        """Decode one group of live entries (old codec or raw) and write it as one new segment."""
+        docs = np.concatenate([source.docs[entries] for source, entries in group])
+        lengths = np.concatenate([source.lengths[entries] for source, entries in group]).astype(np.int32)
+        reads = [source.read(entries) for source, entries in group]
+        flat = reads[0] if len(reads) == 1 else np.concatenate(reads)
+        del reads
+        name, _ = self._write_segment(db, docs, lengths, flat, codec, codec_name)
+        db.executemany("UPDATE docs SET segment = ? WHERE doc = ?", ((name, d) for d in docs.tolist()))
 
     def _commit_segment(self, db: sqlite3.Connection, seg: Segment, codec_column: str) -> str:
         """Write the segment's files durably, then record it (the caller's transaction commits both)."""
@@ -378,8 +540,7 @@ class Index:
         return seg.name
 
     def _load_codec(self, name: str) -> Codec:
-        keys = ("centroids", "cutoffs", "weights", "nbits", "residual_mse")
-        return Codec.from_arrays({k: np.load(self.path / SEGMENTS / f"{name}.{k}.npy") for k in keys})
+        return Codec.load(self.path / SEGMENTS, name)
 
     # ----------------------------------------------------------------- drift and compaction
     def drift(self) -> dict[str, float]:
@@ -398,16 +559,24 @@ class Index:
             self.compact()
 
     def compact(self) -> None:
-        """Re-cluster on the live tokens, re-encode them into one segment, drop dead entries and files."""
+        """Re-cluster on a sample of the live tokens, re-encode them into segments of at most
+        ``chunk_tokens`` tokens (memory bounded by ``memory_budget_mb``), drop dead entries, then the
+        files nothing refers to any more."""
         with self._write() as db:
             if db.execute("SELECT COUNT(*) FROM docs").fetchone()[0] == 0:
                 db.execute("DELETE FROM segments")
                 set_meta(db, codec=None, clustered_tokens=0, drift_tokens=0, drift_mse=0.0)
-                keep: set[str] = set()
+                self._replaced_files = True
             else:
-                keep = {self._rebuild(db), get_meta(db)["codec"]}
+                self._rebuild(db)
             set_meta(db, compactions=get_meta(db)["compactions"] + 1)
-        remove_unreferenced(self.path, keep)
+
+    def _collect_garbage(self) -> None:
+        """Delete unreferenced files now, in a transaction of their own: after the commit that dropped
+        them, never before (a failed commit must still find them), and under the write lock (another
+        writer's new, not yet committed files must survive)."""
+        with Index._Tx(self, collecting=True):
+            pass
 
     # ----------------------------------------------------------------- reading
     def _read_state(self, db: sqlite3.Connection) -> dict[str, Any]:
@@ -528,6 +697,8 @@ class Index:
         n_centroids = 0 if state["raw"] else len(state["codec"].centroids)
         p = P.derive(k, live_tokens, n_centroids, exhaustive or state["raw"])
         distinct = [_distinct_rows(q) for q in qs]
+        if not state["raw"]:  # compressed tokens are scored in the codec's rotated frame
+            distinct = [(state["codec"].to_search_frame(rows), weights) for rows, weights in distinct]
         if p.brute_force:
             scores = self._exact(
                 state,
@@ -556,7 +727,7 @@ class Index:
     ) -> list[tuple[int, float]]:
         """PLAID's stages: probe lists, centroid interaction (twice, cheap then full), exact on the rest."""
         codec: Codec = state["codec"]
-        cscores = q @ codec.centroids.T  # [rows, C]
+        cscores = q @ codec.search_centroids.T  # [rows, C]; q is in the codec's search frame
         probe = np.argpartition(-cscores, p.nprobe - 1, axis=1)[:, : p.nprobe]  # [rows, nprobe]
         ptr, lists = state["ivf"]
         # Stage 2 through the inverted lists, without touching tokens: a document's approximate score for
@@ -608,7 +779,7 @@ class Index:
         if cache:  # small index: keep every decoded token (<= BRUTE_FORCE_TOKENS x dims floats)
             if self._brute_cache is None:
                 pos = token_positions(state["offsets"], state["lengths"], entries)
-                self._brute_cache = _decode(state, pos)
+                self._brute_cache = _decode(state, pos, search_frame=True)
             decoded_all: np.ndarray | None = self._brute_cache
         else:
             decoded_all = None
@@ -619,7 +790,7 @@ class Index:
                 block = decoded_all[tok_start[a] : tok_start[b]]
             else:
                 pos = token_positions(state["offsets"], state["lengths"], entries[a:b])
-                block = _decode(state, pos)
+                block = _decode(state, pos, search_frame=True)
             out[:, a:b] = segment_maxsim(q @ block.T, lengths[a:b], rows, weights)
         return out
 
@@ -747,11 +918,14 @@ def get_meta_value(db: sqlite3.Connection, key: str) -> Any:
     return json.loads(row[0]) if row else None
 
 
-def _decode(state: dict[str, Any], positions: np.ndarray) -> np.ndarray:
-    """Float32 token vectors at these positions: exact for a raw index, decompressed otherwise."""
+def _decode(state: dict[str, Any], positions: np.ndarray, search_frame: bool = False) -> np.ndarray:
+    """Float32 token vectors at these positions: exact for a raw index, decompressed otherwise (in the
+    codec's rotated frame with ``search_frame``, for scoring queries passed through ``to_search_frame``)."""
     if state["raw"]:
         return np.asarray(state["vectors"][positions], dtype=np.float32)
-    return state["codec"].decode(state["codes"][positions], state["residuals"][positions])
+    codec: Codec = state["codec"]
+    decode = codec.decode_for_search if search_frame else codec.decode
+    return decode(state["codes"][positions], state["residuals"][positions])
 
 
 def _distinct_rows(q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -774,3 +948,108 @@ def _build_ivf(state: dict[str, Any]) -> tuple[tuple[np.ndarray, np.ndarray], tu
     order = np.argsort(cents, kind="stable")
     ptr = np.concatenate([[0], np.cumsum(np.bincount(cents, minlength=n_c))]).astype(np.int64)
     return (ptr, entries[order]), (dptr, cents.astype(codec.code_dtype if codec is not None else np.int64))
+
+
+def _duplicates(ids: list[str]) -> list[str]:
+    seen: set[str] = set()
+    return sorted({i for i in ids if i in seen or seen.add(i)})  # type: ignore[func-returns-value]
+
+
+def _grouped(documents: Iterable[_Doc], limit: int) -> Iterator[list[_Doc]]:
+    """Consecutive documents in lists of at most ``limit`` tokens (a longer document forms its own)."""
+    group: list[_Doc] = []
+    tokens = 0
+    for doc in documents:
+        if group and tokens + len(doc[3]) > limit:
+            yield group
+            group, tokens = [], 0
+        group.append(doc)
+        tokens += len(doc[3])
+    if group:
+        yield group
+
+
+def _encode(codec: Codec, flat: np.ndarray, rows: int) -> tuple[np.ndarray, np.ndarray, float]:
+    """``codec.encode`` over slices of ``rows`` tokens (bounds its score block); mse over all of them."""
+    if len(flat) <= rows:
+        return codec.encode(flat)
+    parts = [codec.encode(flat[start : start + rows]) for start in range(0, len(flat), rows)]
+    mse = sum(part[2] * len(part[0]) for part in parts) / len(flat)
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]), float(mse)
+
+
+@dataclass
+class _Source:
+    """One stored segment (memory-mapped) and which of its entries are live, for a rebuild."""
+
+    segment: Segment
+    codec: Codec | None  # None: a raw segment
+    docs: np.ndarray
+    lengths: np.ndarray
+    entries: np.ndarray  # live entries, in order
+    offsets: np.ndarray = field(init=False)  # first token of each entry
+
+    def __post_init__(self) -> None:
+        self.offsets = np.concatenate([[0], np.cumsum(self.lengths)[:-1]]).astype(np.int64)
+
+    @property
+    def live_tokens(self) -> int:
+        return int(self.lengths[self.entries].sum())
+
+    def read(self, entries: np.ndarray, subset: np.ndarray | None = None) -> np.ndarray:
+        """Float32 tokens of these entries (only the ``subset`` of their concatenated tokens if given)."""
+        pos = token_positions(self.offsets, self.lengths, entries)
+        if subset is not None:
+            pos = pos[subset]
+        seg = self.segment
+        if self.codec is None:
+            return np.asarray(seg.vectors[pos], dtype=np.float32)  # type: ignore[index]
+        return self.codec.decode(seg.codes[pos], seg.residuals[pos])  # type: ignore[index]
+
+
+def _groups(sources: list[_Source], limit: int) -> Iterator[list[tuple[_Source, np.ndarray]]]:
+    """The live entries of all sources, in order, in groups of at most ``limit`` tokens (a longer
+    entry forms its own), each group a list of (source, entries) spans."""
+    group: list[tuple[_Source, np.ndarray]] = []
+    tokens = 0
+    for source in sources:
+        start = 0
+        for i, n in enumerate(source.lengths[source.entries].tolist()):
+            if tokens and tokens + n > limit:
+                if i > start:
+                    group.append((source, source.entries[start:i]))
+                yield group
+                group, tokens, start = [], 0, i
+            tokens += n
+        if start < len(source.entries):
+            group.append((source, source.entries[start:]))
+    if group:
+        yield group
+
+
+def _sample(
+    sources: list[_Source], ahead: Sequence[np.ndarray], total: int, size: int, limit: int, dims: int
+) -> np.ndarray:
+    """A uniform sample of ``size`` of the ``total`` tokens of the sources' live entries and of the
+    ``ahead`` arrays (all of them if fewer), in that order; only the sampled stored tokens are decoded,
+    one group of at most ``limit`` tokens at a time."""
+    if total <= size:
+        picks = np.arange(total, dtype=np.int64)
+    else:
+        picks = np.sort(np.random.default_rng(0).choice(total, size, replace=False))
+    out = np.empty((len(picks), dims), dtype=np.float32)
+    start = 0
+    for group in _groups(sources, limit):
+        for source, entries in group:
+            n = int(source.lengths[entries].sum())
+            lo, hi = np.searchsorted(picks, (start, start + n))
+            if hi > lo:
+                out[lo:hi] = source.read(entries, picks[lo:hi] - start)
+            start += n
+    for vectors in ahead:
+        lo, hi = np.searchsorted(picks, (start, start + len(vectors)))
+        out[lo:hi] = vectors[picks[lo:hi] - start]
+        start += len(vectors)
+    if start != total:
+        raise RuntimeError(f"live tokens changed while sampling ({start} != {total}); run check()")
+    return out

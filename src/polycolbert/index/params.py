@@ -21,6 +21,46 @@ MIN_CODEC_TOKENS = 8_192
 DRIFT_THRESHOLD = 1.25
 GROWTH_THRESHOLD = 8.0
 
+# Streaming builds and compaction (``Index.add_stream``, ``Index.compact``) work through the token
+# vectors in chunks so that memory is bounded by this budget (MiB, ``memory_budget_mb``), not by the corpus.
+MEMORY_BUDGET_MB = 1024
+# Why five: while a chunk is written, four float32 copies of a chunk's worth of tokens are alive at most:
+# the caller's current batch and the chunk waiting to be written (at most one chunk each), their
+# concatenation, and ``Codec.encode``'s working set, kept to one chunk by ``encode_rows``; the fifth is
+# headroom for what does not grow with the chunk (the codec's arrays, each document's Python objects).
+# A rebuild holds less: decoded group, concatenation, encode's working set.
+CHUNK_COPIES = 5
+# ``Codec.train`` clusters at most this many tokens (codec.kmeans samples them), so compaction decodes
+# only a sample of this size (capped by the chunk size, floored at MIN_CODEC_TOKENS) to train its codec.
+CODEC_SAMPLE_TOKENS = 262_144
+
+
+def chunk_tokens(memory_budget_mb: float, dimensions: int) -> int:
+    """Tokens per chunk (and at most per segment written by a streamed add or a compaction).
+
+    ``budget / (CHUNK_COPIES x 4 bytes x dims)``: 1024 MiB at 128 dims is 419,430 tokens. A document
+    longer than that is written as a chunk of its own (documents are never split).
+    """
+    if isinstance(memory_budget_mb, bool) or not memory_budget_mb > 0:
+        raise ValueError(f"memory budget must be a positive number of MiB; got {memory_budget_mb!r}")
+    return max(1, int(memory_budget_mb * 2**20) // (CHUNK_COPIES * 4 * dimensions))
+
+
+def codec_sample_tokens(chunk: int) -> int:
+    """Tokens decoded to train a codec: all ``Codec.train`` would look at, at most one chunk's worth,
+    but never fewer than ``MIN_CODEC_TOKENS`` (below that a codec encodes badly, whatever the budget)."""
+    return max(MIN_CODEC_TOKENS, min(CODEC_SAMPLE_TOKENS, chunk))
+
+
+def encode_rows(chunk: int, dimensions: int, n_centroids: int) -> int:
+    """Rows per ``Codec.encode`` call, so that its working set stays within one chunk's float32 copy.
+
+    Per row, ``Codec.encode`` holds a ``[rows, centroids]`` score block (``4 x centroids`` bytes) and a
+    few float32 temporaries of the row (gathered centroid, residual, its rotation or square: about
+    ``16 x dims`` bytes); one chunk copy is ``4 x dims x chunk`` bytes.
+    """
+    return max(1, min(chunk, dimensions * chunk // (n_centroids + 4 * dimensions)))
+
 
 @dataclass(frozen=True)
 class SearchParams:

@@ -1,8 +1,9 @@
 """The index folder: immutable segment arrays (``.npy``, memory-mapped) and one SQLite database.
 
 Atomic commits: a writer takes SQLite's write lock, writes its new segment files under fresh names and
-fsyncs them, then records the segment and its documents in ONE SQLite transaction. A process killed
-before that commit leaves only unreferenced files (removed by the next writer); killed after, everything
+fsyncs them, then records the segments and their documents in ONE SQLite transaction (a streamed add
+writes many segments before that one commit). A process killed before the commit leaves only
+unreferenced files (removed by the next writer); killed after, everything
 is durable (WAL, ``synchronous=FULL``). Readers see SQLite snapshots, and segment files are never
 modified in place, so a reader keeps working while a writer commits.
 
