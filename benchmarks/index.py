@@ -212,7 +212,7 @@ def bench_peer(corpus: Corpus, system: str, nbits: int, folder: Path) -> dict[st
     return out
 
 
-def run_corpus(corpus: Corpus, nbits: int, peers: list[str]) -> list[dict[str, Any]]:
+def run_corpus(corpus: Corpus, nbits: list[int], peers: list[str], peer_nbits: int) -> list[dict[str, Any]]:
     dims = corpus.docs[0].shape[1]
     print(
         f"{corpus.name}: {len(corpus.docs)} docs, {corpus.tokens} tokens, {len(corpus.queries)} queries, "
@@ -228,12 +228,14 @@ def run_corpus(corpus: Corpus, nbits: int, peers: list[str]) -> list[dict[str, A
             **quality(corpus, reference.tolist(), reference),
         }
     ]
-    row = bench_polycolbert(corpus, nbits)
-    ranked = row.pop("ranked")
-    rows.append({**row, **quality(corpus, ranked, reference)})
+    for bits in nbits:
+        row = bench_polycolbert(corpus, bits)
+        ranked = row.pop("ranked")
+        rows.append({**row, **quality(corpus, ranked, reference)})
+        print_table([{**rows[-1], "corpus": corpus.name}])
     with tempfile.TemporaryDirectory() as tmp:
         for system in peers:
-            peer = bench_peer(corpus, system, nbits, Path(tmp))
+            peer = bench_peer(corpus, system, peer_nbits, Path(tmp))
             if peer is not None:
                 ranked = peer.pop("ranked")
                 rows.append({**peer, **quality(corpus, ranked, reference)})
@@ -268,7 +270,8 @@ def main() -> None:
     parser.add_argument(
         "--corpus", nargs="+", default=["scifact", "synthetic"], choices=["scifact", "synthetic"]
     )
-    parser.add_argument("--nbits", type=int, default=2)
+    parser.add_argument("--nbits", type=int, nargs="+", default=[1, 2], help="polycolbert's settings")
+    parser.add_argument("--peer-nbits", type=int, default=2, help="the peers' setting (the targets' PLAID)")
     parser.add_argument("--synthetic-tokens", type=int, default=5_000_000)
     parser.add_argument("--peers", nargs="*", default=["plaid", "fastplaid"], choices=["plaid", "fastplaid"])
     parser.add_argument("--output", type=Path, help="write every number (JSON)")
@@ -277,7 +280,7 @@ def main() -> None:
     rows: list[dict[str, Any]] = []
     for name in args.corpus:
         corpus = scifact() if name == "scifact" else synthetic(args.synthetic_tokens)
-        rows += run_corpus(corpus, args.nbits, args.peers)
+        rows += run_corpus(corpus, args.nbits, args.peers, args.peer_nbits)
         print_table(rows)
         if args.output:
             args.output.write_text(json.dumps(rows, indent=1))

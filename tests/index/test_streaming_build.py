@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 from polycolbert.cli.index import app
 from polycolbert.index import DocumentBatch, Index
 from polycolbert.index import params as P
-from polycolbert.index.codec import Codec
+from polycolbert.index.codec import Codec, choose_n_centroids
 from polycolbert.index.store import SEGMENTS, get_meta
 
 DIMS = 32
@@ -111,9 +111,9 @@ def test_streamed_add_across_the_codec_threshold_matches_exhaustive(
         assert tokens > P.MIN_CODEC_TOKENS + 2 * limit
         sizes = segment_sizes(index)
         meta = get_meta(index.db)
-        # raw chunks until MIN_CODEC_TOKENS had arrived, then a codec trained on those, chunk by chunk after
+        # exact chunks until the stream ended, then one codec trained on all of it, re-encoded by chunk
         assert len(sizes) >= tokens // limit and max(sizes) <= limit and sum(sizes) == tokens
-        assert P.MIN_CODEC_TOKENS <= meta["clustered_tokens"] < P.MIN_CODEC_TOKENS + limit
+        assert meta["clustered_tokens"] == tokens
         assert meta["version"] == 1 and meta["compactions"] == 0
         assert index.check() == [] and files_match_the_commit(index)
         assert_staged_equals_exhaustive(index, queries, monkeypatch, len(docs))
@@ -210,6 +210,7 @@ def test_a_failure_after_the_codec_was_trained_in_the_transaction_rolls_it_all_b
     raw segments' rows inside the transaction; the failure at batch 15 must bring them (and their files)
     back untouched."""
     trained = spy_on_training(monkeypatch)
+    monkeypatch.setattr(P, "STREAM_RAW_TOKENS", P.MIN_CODEC_TOKENS)  # train mid-stream, not at its end
     new = clustered_docs(900, dims=DIMS, seed=12)
     with _raw_index(tmp_path / "ix") as index:
         before = (index.ids(), get_meta(index.db))
@@ -357,3 +358,26 @@ def test_streamed_add_peak_memory_follows_the_budget_not_the_corpus(
         assert index.check() == [] and len(segment_sizes(index)) >= streamed_tokens // index.chunk_tokens
     assert streamed_tokens * 4 * DIMS >= 10 * budget  # the corpus in float32, as a one-segment add held it
     assert peak < budget, f"peak {peak / 2**20:.2f} MiB over the {budget_mb} MiB budget"
+
+
+def test_a_stream_trains_its_codec_once_on_all_of_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stream into an empty index stays exact until it ends, then one codec sees a sample of the whole
+    stream and its centroid count follows the whole stream (as one big ``add`` would); past
+    ``STREAM_RAW_TOKENS`` the training happens there instead, once."""
+    docs = same_topics(700, seed=41)
+    tokens = sum(len(d) for d in docs)
+    for cap, expect_clustered in ((10**9, tokens), (P.MIN_CODEC_TOKENS, None)):
+        trained = spy_on_training(monkeypatch)
+        monkeypatch.setattr(P, "STREAM_RAW_TOKENS", cap)
+        with Index.create(tmp_path / f"ix{cap}", dimensions=DIMS, memory_budget_mb=0.2) as index:
+            index.add_stream(batches(docs, 25))
+            clustered = get_meta(index.db)["clustered_tokens"]
+            assert len(trained) == 1 and index.check() == []
+            if expect_clustered is not None:
+                assert clustered == tokens
+                assert trained == [min(tokens, P.codec_sample_tokens(index.chunk_tokens))]
+                assert index.info()["centroids"] == choose_n_centroids(tokens)
+            else:
+                assert cap <= clustered < tokens  # trained once the cap was passed, not at the end
+            found = index.search(query_vectors=[d[:3] for d in docs[::70]], k=1)
+            assert [hits[0].id for hits in found] == [f"d{i}" for i in range(0, 700, 70)]

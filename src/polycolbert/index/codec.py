@@ -3,7 +3,7 @@
 Why product quantisation instead of PLAID's per-dimension buckets: one byte codes a whole group of
 ``8 / nbits`` dimensions with one of 256 learned codewords (faiss' k-means), so correlated dimensions
 share their bits. After a PCA rotation that balances variance across the groups, scifact's top-10
-agreement with exact MaxSim under brute force rises from 0.883 to 0.932 at 2 bits, and 1 bit comes
+agreement with exact MaxSim under brute force rises from 0.885 to 0.928 at 2 bits, and 1 bit comes
 close to the old 2 bits at half the bytes (see docs/benchmarks.md). The bytes are the same as scalar
 packing and decoding is the same one-lookup-per-byte table, so nothing at search time got slower.
 

@@ -238,8 +238,9 @@ class Index:
         write transaction, so at most about one chunk of vectors is held at a time, and a bad batch (or an
         id already present, or a crash) anywhere leaves the index exactly at its last commit: the chunks
         already written become unreferenced files that the next writer deletes. A batch without
-        ``vectors`` is encoded by the index's model when it is reached. Without a codec yet, the first
-        chunks stay exact until ``MIN_CODEC_TOKENS`` have arrived, then the codec is trained on those.
+        ``vectors`` is encoded by the index's model when it is reached. Without a codec yet, the chunks
+        stay exact until the stream ends (or ``STREAM_RAW_TOKENS`` have arrived), then one codec is trained
+        on a sample of all of them and they are re-encoded, chunk by chunk.
         Readers keep seeing the previous commit until this one lands; other writers wait for it.
         """
         with self._write() as db:
@@ -402,16 +403,27 @@ class Index:
 
         When the codec gets trained part-way, documents given as a list (``add``, ``update``: all in the
         caller's memory already) are sampled for it too, those still to be written included, so one big
-        ``add`` trains on its whole batch as before; a stream's codec sees what has arrived.
+        ``add`` trains on its whole batch as before; a stream keeps its chunks exact until it ends (or
+        reaches ``STREAM_RAW_TOKENS``) and then trains on a sample of all of them.
         """
         known = documents if isinstance(documents, list) else None
         added = 0
+        deferred = False  # a stream owes the codec training it postponed (``STREAM_RAW_TOKENS``)
         for chunk in _grouped(documents, self.chunk_tokens):
             needs_codec = self._append(db, chunk)
             added += len(chunk)
             chunk.clear()  # the grouping generator holds this list too: free the vectors before a rebuild
-            if needs_codec:
-                self._rebuild(db, ahead=[doc[3] for doc in known[added:]] if known is not None else [])
+            if not needs_codec:
+                continue
+            if known is not None:
+                self._rebuild(db, ahead=[doc[3] for doc in known[added:]])
+            elif _live_tokens(db) >= P.STREAM_RAW_TOKENS:
+                self._rebuild(db)
+                deferred = False
+            else:
+                deferred = True
+        if deferred:
+            self._rebuild(db)
         return added
 
     def _append(self, db: sqlite3.Connection, chunk: list[_Doc]) -> bool:
@@ -443,8 +455,7 @@ class Index:
             # compress everything at once (a codec fitted to a handful of tokens would encode every
             # later token badly, and that loss could never be undone). The rebuild reads this chunk
             # back from the raw segment just written, so its float32 copy need not be held meanwhile.
-            live_tokens = db.execute("SELECT COALESCE(SUM(n_tokens), 0) FROM docs").fetchone()[0]
-            return bool(live_tokens >= P.MIN_CODEC_TOKENS)
+            return _live_tokens(db) >= P.MIN_CODEC_TOKENS
         n_new = int(lengths.sum())
         n = meta["drift_tokens"] + n_new
         set_meta(db, drift_tokens=n, drift_mse=(meta["drift_mse"] * meta["drift_tokens"] + mse * n_new) / n)
@@ -916,6 +927,10 @@ class Index:
 def get_meta_value(db: sqlite3.Connection, key: str) -> Any:
     row = db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
     return json.loads(row[0]) if row else None
+
+
+def _live_tokens(db: sqlite3.Connection) -> int:
+    return int(db.execute("SELECT COALESCE(SUM(n_tokens), 0) FROM docs").fetchone()[0])
 
 
 def _decode(state: dict[str, Any], positions: np.ndarray, search_frame: bool = False) -> np.ndarray:
