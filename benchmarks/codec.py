@@ -34,12 +34,14 @@ def scalar_buckets(residual: np.ndarray, sample: np.ndarray, nbits: int) -> np.n
     """The previous codec's residual: quantile cutoffs per dimension, each bucket decoding to its mean."""
     levels = 2**nbits
     cutoffs = np.quantile(sample, np.arange(1, levels) / levels, axis=0)  # [levels-1, d]
-    buckets = np.zeros(residual.shape, np.uint8)
-    for row in cutoffs:
-        buckets += residual > row[None, :]
-    sample_buckets = np.zeros(sample.shape, np.uint8)
-    for row in cutoffs:
-        sample_buckets += sample > row[None, :]
+
+    def bucketize(values: np.ndarray) -> np.ndarray:
+        out = np.zeros(values.shape, np.uint8)
+        for row in cutoffs:  # one comparison at a time: a [levels, T, d] mask would not fit at 4 bits
+            out += values > row[None, :]
+        return out
+
+    buckets, sample_buckets = bucketize(residual), bucketize(sample)
     values = np.stack(
         [
             np.where(sample_buckets == b, sample, 0).sum(0) / np.maximum((sample_buckets == b).sum(0), 1)

@@ -88,7 +88,6 @@ class Index:
         self._model = model
         self._lock = threading.RLock()
         self._version = -1
-        self._codec: Codec | None = None
         self._brute_cache: np.ndarray | None = None
         self._replaced_files = False  # set by a rebuild: delete the old segment files after the commit
         self.memory_budget_mb = memory_budget_mb
