@@ -93,6 +93,9 @@ def main() -> None:
     )
     parser.add_argument("--nbits", type=int, nargs="+", default=[1, 2, 4])
     parser.add_argument("--methods", nargs="+", default=["buckets", "pq", "pq+pca", "pq+opq"])
+    parser.add_argument(
+        "--centroids", type=int, help="centroid count (default: the index's own rule, choose_n_centroids)"
+    )
     parser.add_argument("--output", type=Path)
     args = parser.parse_args()
     from polycolbert.index.codec import assign_nearest, choose_n_centroids, kmeans
@@ -100,7 +103,9 @@ def main() -> None:
     corpus = scifact()
     flat = np.concatenate(corpus.docs).astype(np.float32)
     reference, _ = exhaustive(corpus, 10)
-    centroids = kmeans(flat, choose_n_centroids(len(flat))).astype(np.float16).astype(np.float32)
+    n_centroids = args.centroids or choose_n_centroids(len(flat))
+    print(f"{len(flat)} tokens, {n_centroids} centroids")
+    centroids = kmeans(flat, n_centroids).astype(np.float16).astype(np.float32)
     base = centroids[assign_nearest(flat, centroids)]
     residual = flat - base
     rng = np.random.default_rng(1)

@@ -115,3 +115,34 @@ def test_default_queries_repeat_real_token_vectors(model):
     n = len(model.recipe.tokenize_queries(["Where is the Eiffel Tower?"])[0].windows[0].ids)
     assert model.spec.query_padding == "repeat"
     assert np.allclose(query[n : 2 * n], query[:n]) and query.shape == (32, 128)
+
+
+def test_recipe_with_text_prefixes_instead_of_markers(model, tmp_path):
+    """``"query_marker": null`` + ``query_prefix`` (PyLate-style text prefixes) round-trip through the
+    manifest: the ids are CLS, the prefix's own tokens, the text, SEP, with no marker row."""
+    import shutil
+
+    from polycolbert.models.catalog import packaged_folder
+
+    folder = tmp_path / "prefixed"
+    shutil.copytree(packaged_folder("polycolbert-e5-small"), folder)
+    manifest = json.loads((folder / "polycolbert.json").read_text())
+    manifest["recipe"].update(
+        query_marker=None, doc_marker=None, query_prefix="query: ", doc_prefix="passage: "
+    )
+    (folder / "polycolbert.json").write_text(json.dumps(manifest))
+    prefixed = ColBERT.load(str(folder), dtype="float32")
+    assert prefixed.spec.query_marker_id is None and prefixed.spec.doc_prefix == "passage: "
+    spec, tokenizer = prefixed.spec, prefixed.tokenizer
+    [doc] = prefixed.recipe.tokenize_documents(["Paris"])
+    expected = tokenizer.encode("passage: Paris", add_special_tokens=False).ids
+    assert doc.windows[0].ids == [spec.cls_id, *expected, spec.sep_id]
+    [query] = prefixed.recipe.tokenize_queries(["Paris"])
+    expected = tokenizer.encode("query: Paris", add_special_tokens=False).ids
+    assert query.windows[0].ids == [spec.cls_id, *expected, spec.sep_id]
+    # Same backbone and heads, different input: the vectors must differ from the marker recipe's.
+    assert not np.allclose(prefixed.encode_queries(["Paris"])[0], model.encode_queries(["Paris"])[0])
+    manifest["recipe"]["query_prefix"] = 3
+    (folder / "polycolbert.json").write_text(json.dumps(manifest))
+    with pytest.raises(Exception, match="query_prefix must be a string"):
+        ColBERT.load(str(folder))

@@ -310,8 +310,10 @@ def _load_polycolbert(folder: Path) -> LoadedCheckpoint:
         head_dims=heads.trained_dims,
         query_maxlen=int(recipe.get("query_maxlen", 32)),
         doc_maxlen=int(recipe.get("doc_maxlen", 8192)),
-        query_marker_id=token_id(tokenizer, recipe.get("query_marker", "[QueryMarker]")),
-        doc_marker_id=token_id(tokenizer, recipe.get("doc_marker", "[DocumentMarker]")),
+        query_marker_id=_recipe_marker(tokenizer, recipe, "query_marker", "[QueryMarker]"),
+        doc_marker_id=_recipe_marker(tokenizer, recipe, "doc_marker", "[DocumentMarker]"),
+        query_prefix=_recipe_prefix(recipe, "query_prefix"),
+        doc_prefix=_recipe_prefix(recipe, "doc_prefix"),
         attend_to_mask_tokens=bool(recipe.get("attend_to_mask_tokens", True)),
         query_padding=_query_padding(recipe.get("query_padding", "mask")),
         mask_punctuation=bool(recipe.get("mask_punctuation", True)),
@@ -323,6 +325,21 @@ def _load_polycolbert(folder: Path) -> LoadedCheckpoint:
     )
     extra = {"manifest": manifest, "backbone_config": extra_config}
     return LoadedCheckpoint(spec, backbone, heads, tokenizer, extra=extra)
+
+
+def _recipe_marker(tokenizer: Tokenizer, recipe: dict[str, Any], key: str, default: str) -> int | None:
+    """A marker token's id; an explicit ``null`` means no marker row (a text prefix may replace it)."""
+    if key in recipe and recipe[key] is None:
+        return None
+    return token_id(tokenizer, str(recipe.get(key, default)))
+
+
+def _recipe_prefix(recipe: dict[str, Any], key: str) -> str:
+    """Text put before every query or document, as the backbone was trained to see it (e5: ``query: ``)."""
+    value = recipe.get(key, "")
+    if not isinstance(value, str):
+        raise CheckpointError(f"recipe.{key} must be a string; got {value!r}")
+    return value
 
 
 def _query_padding(value: Any) -> Literal["mask", "repeat"]:

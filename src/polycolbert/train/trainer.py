@@ -399,6 +399,8 @@ class Trainer:
                 "doc_maxlen": spec.doc_maxlen,
                 "query_marker": token(spec.query_marker_id) if spec.query_marker_id is not None else None,
                 "doc_marker": token(spec.doc_marker_id) if spec.doc_marker_id is not None else None,
+                "query_prefix": spec.query_prefix,
+                "doc_prefix": spec.doc_prefix,
                 "attend_to_mask_tokens": spec.attend_to_mask_tokens,
                 "query_padding": spec.query_padding,
                 "mask_punctuation": spec.mask_punctuation,

@@ -1,0 +1,279 @@
+"""Choose how the default model's heads are trained, on validation pools cut from TRAINING sets only.
+
+The evaluation sets (xquad-*, belebele-*, scifact test) must not steer training choices, so this script
+holds out queries of the training sets (squad-it, cmrc2018-zh, jaquad-ja, arcd-ar, scifact train qrels,
+Tatoeba pairs), builds small retrieval pools from them, and scores candidate head trainings there by
+exhaustive MaxSim. The backbone is frozen, so its token states are computed once per encoding recipe and
+kept on disk: each candidate then costs seconds of head training and MaxSim instead of re-encoding.
+
+Usage::
+
+    .venv/bin/python scripts/head_lab.py --work /tmp/head-lab --variant base --variant more-data
+
+Prints one nDCG@10 table (pools x systems) per run; ``--json`` keeps the numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import random
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from polycolbert.eval.exhaustive import maxsim_matrix, top_k
+from polycolbert.eval.metrics import evaluate
+from polycolbert.model import STATES, ColBERT
+from polycolbert.models.catalog import DEFAULT_MODEL, packaged_folder
+from polycolbert.models.heads import ColBERTHeads
+from polycolbert.train import trainer as trainer_module
+from polycolbert.train.data import (
+    TrainingExample,
+    add_bm25_negatives,
+    read_corpus,
+    read_qrels,
+    read_queries,
+)
+from polycolbert.train.trainer import TrainConfig, Trainer
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+QA_SETS = {"squad-it": "test.tsv", "cmrc2018-zh": "test.tsv", "jaquad-ja": "test.tsv", "arcd-ar": "test.tsv"}
+SCIFACT = ("scifact", "train.tsv")
+TATOEBA_TRAIN = (
+    "ara deu ell spa hin rus tha tur vie cmn fra ita por jpn kor nld pol"
+).split()  # noqa: SIM905
+    "ara",
+    "deu",
+    "ell",
+    "spa",
+    "hin",
+    "rus",
+    "tha",
+    "tur",
+    "vie",
+    "cmn",
+    "fra",
+    "ita",
+    "por",
+    "jpn",
+    "kor",
+    "nld",
+    "pol",
+]
+TATOEBA_VALID = ("deu", "cmn", "ara", "rus")
+HELD_OUT = 150  # validation queries per pool
+POOL_DOCS = 800  # corpus size of a pool (all positives of its queries, then random others)
+
+
+def held_out(query_id: str) -> bool:
+    """A fixed tenth of every training set's queries, by hash: never trained on in the lab."""
+    return int(hashlib.sha1(query_id.encode()).hexdigest(), 16) % 10 == 0
+
+
+@dataclass
+class Pool:
+    name: str
+    queries: dict[str, str]
+    corpus: dict[str, str]
+    qrels: dict[str, dict[str, int]]
+
+
+def make_pool(name: str, folder: Path, qrels_file: str, seed: int = 0) -> Pool:
+    corpus, queries = read_corpus(folder), read_queries(folder)
+    pairs = [(q, d) for q, d in read_qrels(folder / "qrels" / qrels_file) if held_out(q) and d in corpus]
+    chosen = sorted({q for q, _ in pairs if q in queries})
+    chosen = random.Random(seed).sample(chosen, min(HELD_OUT, len(chosen)))
+    qrels: dict[str, dict[str, int]] = {}
+    for q, d in pairs:
+        if q in chosen:
+            qrels.setdefault(q, {})[d] = 1
+    docs = {d for rel in qrels.values() for d in rel}
+    others = sorted(set(corpus) - docs)
+    docs |= set(random.Random(seed).sample(others, max(0, min(len(others), POOL_DOCS - len(docs)))))
+    return Pool(name, {q: queries[q] for q in chosen}, {d: corpus[d] for d in sorted(docs)}, qrels)
+
+
+def pools() -> list[Pool]:
+    out = [make_pool(n, DATA / n, f) for n, f in QA_SETS.items()]
+    out.append(make_pool("scifact-train", DATA / SCIFACT[0], SCIFACT[1]))
+    out += [make_pool(f"tatoeba-{lang}", DATA / "tatoeba-laser" / lang, "test.tsv") for lang in TATOEBA_VALID]
+    return out
+
+
+def training_examples(limit: int, seed: int = 0) -> list[TrainingExample]:
+    """Training pairs of every training source, held-out queries excluded, ``limit`` per source."""
+    sources = [(DATA / n, f) for n, f in QA_SETS.items()] + [(DATA / SCIFACT[0], SCIFACT[1])]
+    sources += [(DATA / "tatoeba-laser" / lang, "test.tsv") for lang in TATOEBA_TRAIN]
+    examples: list[TrainingExample] = []
+    for folder, qrels_file in sources:
+        corpus, queries = read_corpus(folder), read_queries(folder)
+        name = folder.name if folder.parent.name != "tatoeba-laser" else f"tatoeba-{folder.name}"
+        found = [
+            TrainingExample(queries[q], corpus[d], source=name)
+            for q, d in read_qrels(folder / "qrels" / qrels_file)
+            if not held_out(q) and q in queries and d in corpus and queries[q].strip() and corpus[d].strip()
+        ]
+        random.Random(seed).shuffle(found)
+        examples += found[:limit]
+    add_bm25_negatives(examples, per_example=1, seed=seed)
+    return examples
+
+
+# -- encoding recipes ------------------------------------------------------------------------------------
+RECIPES = {
+    "markers": {},  # as shipped: [QueryMarker]/[DocumentMarker] rows seeded from e5's prefixes
+    "prefixes": {
+        "query_marker": None,
+        "doc_marker": None,
+        "query_prefix": "query: ",
+        "doc_prefix": "passage: ",
+    },
+}
+
+
+def model_folder(work: Path, recipe: str, heads: ColBERTHeads | None = None) -> Path:
+    """The packaged default model with another encoding recipe (and optionally other heads)."""
+    folder = work / f"model-{recipe}"
+    if not folder.exists():
+        shutil.copytree(packaged_folder(DEFAULT_MODEL), folder)
+        manifest = json.loads((folder / "polycolbert.json").read_text())
+        manifest["recipe"].update(RECIPES[recipe])
+        (folder / "polycolbert.json").write_text(json.dumps(manifest, indent=2))
+    return folder
+
+
+def states_of(
+    model: ColBERT, texts: list[str], side: str, doc_maxlen: int | None = None
+) -> list[torch.Tensor]:
+    if side == "query":
+        tokenized = model.recipe.tokenize_queries(texts)
+    else:
+        tokenized = model.recipe.tokenize_documents(texts, doc_maxlen=doc_maxlen)
+    states = model._run(tokenized, (STATES,), batch_size=32, progress=True)[STATES]
+    return [torch.from_numpy(s).half() for s in states]
+
+
+def pool_states(work: Path, recipe: str, model: ColBERT, pool: Pool) -> dict[str, list[torch.Tensor]]:
+    path = work / f"states-{recipe}-{pool.name}.pt"
+    if path.exists():
+        return torch.load(path)
+    found = {
+        "queries": states_of(model, list(pool.queries.values()), "query"),
+        "documents": states_of(model, list(pool.corpus.values()), "document", doc_maxlen=8192),
+    }
+    torch.save(found, path)
+    return found
+
+
+def ndcg(pool: Pool, queries: list[np.ndarray], documents: list[np.ndarray]) -> float:
+    scores = maxsim_matrix(queries, documents)
+    ranked = top_k(scores, list(pool.corpus), 10)
+    run = {q: r for q, r in zip(pool.queries, ranked, strict=True)}
+    return evaluate(pool.qrels, run)["nDCG@10"]
+
+
+def project(states: list[torch.Tensor], transform) -> list[np.ndarray]:
+    with torch.no_grad():
+        return [F.normalize(transform(s.float()), dim=-1).numpy() for s in states]
+
+
+# -- head training variants --------------------------------------------------------------------------
+VARIANTS: dict[str, dict] = {
+    "pca": {"limit": 600, "steps": 1, "lr": 0.0},  # the PCA initialisation alone
+    "shipped": {"limit": 600, "steps": 500},
+    "long": {"limit": 600, "steps": 1500},
+    "long-sd3": {"limit": 600, "steps": 1500, "self_distill_weight": 3.0},
+    "long-no-sd": {"limit": 600, "steps": 1500, "self_distill_weight": 0.0},
+    "more-data": {"limit": 3000, "steps": 1500},
+    "more-data-sd3": {"limit": 3000, "steps": 1500, "self_distill_weight": 3.0},
+}
+
+
+def train_heads(work: Path, recipe: str, variant: str, cache_by_limit: dict) -> ColBERTHeads:
+    settings = dict(VARIANTS[variant])
+    limit = settings.pop("limit")
+    config = TrainConfig(
+        output=str(work / f"run-{recipe}-{variant}"),
+        model=str(model_folder(work, recipe)),
+        batch_size=32,
+        init_heads="pca",
+        self_distill_weight=settings.pop("self_distill_weight", 1.0),
+        doc_maxlen=256,
+        seed=0,
+        save_every=10**9,
+        resume=False,
+        **settings,
+    )
+    key = (recipe, limit)
+    examples = cache_by_limit.setdefault(("examples", limit), None) or training_examples(limit)
+    cache_by_limit[("examples", limit)] = examples
+    cache_path = work / f"train-states-{recipe}-{limit}.pt"
+    if key not in cache_by_limit and cache_path.exists():
+        cache_by_limit[key] = torch.load(cache_path, weights_only=False)
+    original = trainer_module.StateCache
+    if key in cache_by_limit:
+        trainer_module.StateCache = lambda *args, **kwargs: cache_by_limit[key]  # type: ignore[assignment]
+    try:
+        trainer = Trainer(config, examples)
+    finally:
+        trainer_module.StateCache = original
+    if key not in cache_by_limit:
+        cache_by_limit[key] = trainer.cache
+        torch.save(trainer.cache, cache_path)
+    started = time.perf_counter()
+    trainer.train(progress=False)
+    print(f"  {recipe}/{variant}: {config.steps} steps in {time.perf_counter() - started:.0f} s", flush=True)
+    return trainer.heads.cpu().eval()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--work", type=Path, default=Path("/tmp/head-lab"))
+    parser.add_argument("--recipe", action="append", choices=sorted(RECIPES))
+    parser.add_argument("--variant", action="append", choices=sorted(VARIANTS))
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    args.work.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(2)
+    validation = pools()
+    print("pools:", ", ".join(f"{p.name} ({len(p.queries)} q, {len(p.corpus)} docs)" for p in validation))
+    results: dict[str, dict[str, float]] = {}
+    cache: dict = {}
+    for recipe in args.recipe or ["markers"]:
+        model = ColBERT.load(str(model_folder(args.work, recipe)))
+        encoded = {p.name: pool_states(args.work, recipe, model, p) for p in validation}
+        rows = torch.cat([s.float() for e in encoded.values() for side in e.values() for s in side])
+        mean = rows.mean(dim=0)
+        del rows
+        systems: dict[str, tuple[ColBERTHeads | None, int]] = {"raw-384": (None, 0), "centred-384": (None, 1)}
+        systems["shipped-heads"] = (model.heads, 0)
+        for variant in args.variant or []:
+            systems[variant] = (train_heads(args.work, recipe, variant, cache), 0)
+        for name, (heads, centred) in systems.items():
+            dims = (384,) if heads is None else tuple(d for d in (128, 96, 64) if d in heads.trained_dims)
+            for dim in dims:
+                row = f"{recipe}/{name}" + ("" if heads is None else f"@{dim}")
+                results[row] = {}
+                for pool in validation:
+                    q, d = encoded[pool.name]["queries"], encoded[pool.name]["documents"]
+                    if heads is None:
+                        transform = (lambda x, m=mean: x - m) if centred else (lambda x: x)
+                    else:
+                        transform = lambda x, h=heads, dd=dim: h(x, dd)  # noqa: E731
+                    results[row][pool.name] = ndcg(pool, project(q, transform), project(d, transform))
+                results[row]["mean"] = float(np.mean(list(results[row].values())))
+                print(row, " ".join(f"{k}={v:.4f}" for k, v in results[row].items()), flush=True)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
