@@ -47,28 +47,9 @@ from polycolbert.train.trainer import TrainConfig, Trainer
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 QA_SETS = {"squad-it": "test.tsv", "cmrc2018-zh": "test.tsv", "jaquad-ja": "test.tsv", "arcd-ar": "test.tsv"}
 SCIFACT = ("scifact", "train.tsv")
-TATOEBA_TRAIN = (
-    "ara deu ell spa hin rus tha tur vie cmn fra ita por jpn kor nld pol"
-).split()  # noqa: SIM905
-    "ara",
-    "deu",
-    "ell",
-    "spa",
-    "hin",
-    "rus",
-    "tha",
-    "tur",
-    "vie",
-    "cmn",
-    "fra",
-    "ita",
-    "por",
-    "jpn",
-    "kor",
-    "nld",
-    "pol",
-]
 TATOEBA_VALID = ("deu", "cmn", "ara", "rus")
+TATOEBA_TRAIN = (*TATOEBA_VALID, "ell", "spa", "hin", "tha", "tur", "vie", "fra", "ita", "por", "jpn")
+TATOEBA_TRAIN += ("kor", "nld", "pol")
 HELD_OUT = 150  # validation queries per pool
 POOL_DOCS = 800  # corpus size of a pool (all positives of its queries, then random others)
 
