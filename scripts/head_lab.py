@@ -8,9 +8,11 @@ kept on disk: each candidate then costs seconds of head training and MaxSim inst
 
 Usage::
 
-    .venv/bin/python scripts/head_lab.py --work /tmp/head-lab --variant base --variant more-data
+    .venv/bin/python scripts/head_lab.py --work /tmp/head-lab --recipe markers --variant shipped --variant long
+    .venv/bin/python scripts/head_lab.py --heads mine=/path/to/checkpoint
 
-Prints one nDCG@10 table (pools x systems) per run; ``--json`` keeps the numbers.
+Prints one line of nDCG@10 per system (pools, then their mean); ``--json`` keeps the numbers. Results and
+conclusions: docs/default-model.md.
 """
 
 from __future__ import annotations
@@ -220,6 +222,9 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("/tmp/head-lab"))
     parser.add_argument("--recipe", action="append", choices=sorted(RECIPES))
     parser.add_argument("--variant", action="append", choices=sorted(VARIANTS))
+    parser.add_argument(
+        "--heads", action="append", default=[], help="NAME=FOLDER: score the heads of a saved checkpoint"
+    )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
@@ -236,6 +241,9 @@ def main() -> None:
         del rows
         systems: dict[str, tuple[ColBERTHeads | None, int]] = {"raw-384": (None, 0), "centred-384": (None, 1)}
         systems["shipped-heads"] = (model.heads, 0)
+        for spec in args.heads:
+            name, _, folder = spec.partition("=")
+            systems[name] = (ColBERT.load(folder).heads, 0)
         for variant in args.variant or []:
             systems[variant] = (train_heads(args.work, recipe, variant, cache), 0)
         for name, (heads, centred) in systems.items():
