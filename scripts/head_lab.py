@@ -8,7 +8,7 @@ kept on disk: each candidate then costs seconds of head training and MaxSim inst
 
 Usage::
 
-    .venv/bin/python scripts/head_lab.py --work /tmp/head-lab --recipe markers --variant shipped --variant long
+    .venv/bin/python scripts/head_lab.py --recipe markers --variant shipped --variant long
     .venv/bin/python scripts/head_lab.py --heads mine=/path/to/checkpoint
 
 Prints one line of nDCG@10 per system (pools, then their mean); ``--json`` keeps the numbers. Results and
