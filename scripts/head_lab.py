@@ -33,18 +33,18 @@ import torch.nn.functional as F
 
 from polycolbert.eval.exhaustive import maxsim_matrix, top_k
 from polycolbert.eval.metrics import evaluate
-from polycolbert.model import STATES, ColBERT
+from polycolbert.model import ColBERT
 from polycolbert.models.catalog import DEFAULT_MODEL, packaged_folder
 from polycolbert.models.heads import ColBERTHeads
-from polycolbert.train import trainer as trainer_module
 from polycolbert.train.data import (
     TrainingExample,
     add_bm25_negatives,
+    beir_pairs,
     read_corpus,
     read_qrels,
     read_queries,
 )
-from polycolbert.train.trainer import TrainConfig, Trainer
+from polycolbert.train.trainer import StateCache, TrainConfig, Trainer
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 QA_SETS = {"squad-it": "test.tsv", "cmrc2018-zh": "test.tsv", "jaquad-ja": "test.tsv", "arcd-ar": "test.tsv"}
@@ -93,19 +93,14 @@ def pools() -> list[Pool]:
 
 def training_examples(limit: int, seed: int = 0) -> list[TrainingExample]:
     """Training pairs of every training source, held-out queries excluded, ``limit`` per source."""
-    sources = [(DATA / n, f) for n, f in QA_SETS.items()] + [(DATA / SCIFACT[0], SCIFACT[1])]
-    sources += [(DATA / "tatoeba-laser" / lang, "test.tsv") for lang in TATOEBA_TRAIN]
+    sources = [(DATA / n, f, n) for n, f in QA_SETS.items()] + [(DATA / SCIFACT[0], SCIFACT[1], SCIFACT[0])]
+    sources += [(DATA / "tatoeba-laser" / lang, "test.tsv", f"tatoeba-{lang}") for lang in TATOEBA_TRAIN]
     examples: list[TrainingExample] = []
-    for folder, qrels_file in sources:
-        corpus, queries = read_corpus(folder), read_queries(folder)
-        name = folder.name if folder.parent.name != "tatoeba-laser" else f"tatoeba-{folder.name}"
-        found = [
-            TrainingExample(queries[q], corpus[d], source=name)
-            for q, d in read_qrels(folder / "qrels" / qrels_file)
-            if not held_out(q) and q in queries and d in corpus and queries[q].strip() and corpus[d].strip()
-        ]
-        random.Random(seed).shuffle(found)
-        examples += found[:limit]
+    for folder, qrels_file, name in sources:
+        found = beir_pairs(folder, qrels_file, limit=limit, seed=seed, keep_query=lambda q: not held_out(q))
+        for example in found:
+            example.source = name
+        examples += found
     add_bm25_negatives(examples, per_example=1, seed=seed)
     return examples
 
@@ -122,8 +117,8 @@ RECIPES = {
 }
 
 
-def model_folder(work: Path, recipe: str, heads: ColBERTHeads | None = None) -> Path:
-    """The packaged default model with another encoding recipe (and optionally other heads)."""
+def model_folder(work: Path, recipe: str) -> Path:
+    """The packaged default model with another encoding recipe."""
     folder = work / f"model-{recipe}"
     if not folder.exists():
         shutil.copytree(packaged_folder(DEFAULT_MODEL), folder)
@@ -133,25 +128,14 @@ def model_folder(work: Path, recipe: str, heads: ColBERTHeads | None = None) -> 
     return folder
 
 
-def states_of(
-    model: ColBERT, texts: list[str], side: str, doc_maxlen: int | None = None
-) -> list[torch.Tensor]:
-    if side == "query":
-        tokenized = model.recipe.tokenize_queries(texts)
-    else:
-        tokenized = model.recipe.tokenize_documents(texts, doc_maxlen=doc_maxlen)
-    states = model._run(tokenized, (STATES,), batch_size=32, progress=True)[STATES]
-    return [torch.from_numpy(s).half() for s in states]
-
-
 def pool_states(work: Path, recipe: str, model: ColBERT, pool: Pool) -> dict[str, list[torch.Tensor]]:
     path = work / f"states-{recipe}-{pool.name}.pt"
     if path.exists():
         return torch.load(path)
-    found = {
-        "queries": states_of(model, list(pool.queries.values()), "query"),
-        "documents": states_of(model, list(pool.corpus.values()), "document", doc_maxlen=8192),
-    }
+    found = {}
+    for side, kind, texts in (("queries", "query", pool.queries), ("documents", "document", pool.corpus)):
+        table = StateCache.encode(model, list(texts.values()), kind, doc_maxlen=8192)  # eval-like windows
+        found[side] = [table[text] for text in texts.values()]
     torch.save(found, path)
     return found
 
@@ -180,7 +164,8 @@ VARIANTS: dict[str, dict] = {
 }
 
 
-def train_heads(work: Path, recipe: str, variant: str, cache_by_limit: dict) -> ColBERTHeads:
+def train_heads(work: Path, recipe: str, variant: str, lab: dict[str, dict]) -> ColBERTHeads:
+    """Train one variant; ``lab`` keeps examples (by limit) and backbone states (by recipe, limit)."""
     settings = dict(VARIANTS[variant])
     limit = settings.pop("limit")
     config = TrainConfig(
@@ -195,21 +180,15 @@ def train_heads(work: Path, recipe: str, variant: str, cache_by_limit: dict) -> 
         resume=False,
         **settings,
     )
-    key = (recipe, limit)
-    examples = cache_by_limit.setdefault(("examples", limit), None) or training_examples(limit)
-    cache_by_limit[("examples", limit)] = examples
+    if limit not in lab["examples"]:
+        lab["examples"][limit] = training_examples(limit)
+    examples = lab["examples"][limit]
     cache_path = work / f"train-states-{recipe}-{limit}.pt"
-    if key not in cache_by_limit and cache_path.exists():
-        cache_by_limit[key] = torch.load(cache_path, weights_only=False)
-    original = trainer_module.StateCache
-    if key in cache_by_limit:
-        trainer_module.StateCache = lambda *args, **kwargs: cache_by_limit[key]  # type: ignore[assignment]
-    try:
-        trainer = Trainer(config, examples)
-    finally:
-        trainer_module.StateCache = original
-    if key not in cache_by_limit:
-        cache_by_limit[key] = trainer.cache
+    if (recipe, limit) not in lab["states"] and cache_path.exists():
+        lab["states"][recipe, limit] = torch.load(cache_path, weights_only=False)
+    trainer = Trainer(config, examples, cache=lab["states"].get((recipe, limit)))
+    if (recipe, limit) not in lab["states"]:
+        lab["states"][recipe, limit] = trainer.cache
         torch.save(trainer.cache, cache_path)
     started = time.perf_counter()
     trainer.train(progress=False)
@@ -232,7 +211,7 @@ def main() -> None:
     validation = pools()
     print("pools:", ", ".join(f"{p.name} ({len(p.queries)} q, {len(p.corpus)} docs)" for p in validation))
     results: dict[str, dict[str, float]] = {}
-    cache: dict = {}
+    lab: dict[str, dict] = {"examples": {}, "states": {}}
     for recipe in args.recipe or ["markers"]:
         model = ColBERT.load(str(model_folder(args.work, recipe)))
         encoded = {p.name: pool_states(args.work, recipe, model, p) for p in validation}
@@ -245,7 +224,7 @@ def main() -> None:
             name, _, folder = spec.partition("=")
             systems[name] = (ColBERT.load(folder).heads, 0)
         for variant in args.variant or []:
-            systems[variant] = (train_heads(args.work, recipe, variant, cache), 0)
+            systems[variant] = (train_heads(args.work, recipe, variant, lab), 0)
         for name, (heads, centred) in systems.items():
             dims = (384,) if heads is None else tuple(d for d in (128, 96, 64) if d in heads.trained_dims)
             for dim in dims:

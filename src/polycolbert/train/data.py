@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -92,9 +93,17 @@ def read_qrels(path: Path) -> list[tuple[str, str]]:
 
 
 def beir_pairs(
-    folder: str | Path, qrels_file: str = "train.tsv", limit: int | None = None, seed: int = 0
+    folder: str | Path,
+    qrels_file: str = "train.tsv",
+    limit: int | None = None,
+    seed: int = 0,
+    keep_query: Callable[[str], bool] | None = None,
 ) -> list[TrainingExample]:
-    """(query, relevant document) pairs of a BEIR-layout folder; also reads translation-pair folders."""
+    """(query, relevant document) pairs of a BEIR-layout folder; also reads translation-pair folders.
+
+    ``keep_query(query_id)`` drops queries before shuffling and limiting, so a validation split held out
+    by id (scripts/head_lab.py) never reaches training.
+    """
     folder = Path(folder)
     check_training_set(folder, qrels_file)
     corpus, queries = read_corpus(folder), read_queries(folder)
@@ -102,7 +111,11 @@ def beir_pairs(
     examples = [
         TrainingExample(queries[q], corpus[d], source=folder.name)
         for q, d in pairs
-        if q in queries and d in corpus and queries[q].strip() and corpus[d].strip()
+        if (keep_query is None or keep_query(q))
+        and q in queries
+        and d in corpus
+        and queries[q].strip()
+        and corpus[d].strip()
     ]
     random.Random(seed).shuffle(examples)
     return examples[:limit] if limit else examples

@@ -70,11 +70,12 @@ class StateCache:
     """Backbone token states of every training text, computed once (frozen backbone only)."""
 
     def __init__(self, model: ColBERT, queries: Sequence[str], documents: Sequence[str], doc_maxlen: int):
-        self.queries = self._encode(model, queries, "query", doc_maxlen)
-        self.documents = self._encode(model, documents, "document", doc_maxlen)
+        self.queries = self.encode(model, queries, "query", doc_maxlen)
+        self.documents = self.encode(model, documents, "document", doc_maxlen)
 
     @staticmethod
-    def _encode(model: ColBERT, texts: Sequence[str], kind: str, doc_maxlen: int) -> dict[str, torch.Tensor]:
+    def encode(model: ColBERT, texts: Sequence[str], kind: str, doc_maxlen: int) -> dict[str, torch.Tensor]:
+        """fp16 backbone states of each distinct text (documents cut at ``doc_maxlen`` tokens)."""
         unique = list(dict.fromkeys(texts))
         if kind == "document":
             tokenized = model.recipe.tokenize_documents(unique, doc_maxlen=doc_maxlen)
@@ -142,7 +143,9 @@ def _distributed() -> tuple[int, int]:
 
 
 class Trainer:
-    def __init__(self, config: TrainConfig, examples: list[TrainingExample]):
+    def __init__(self, config: TrainConfig, examples: list[TrainingExample], cache: StateCache | None = None):
+        """``cache``: states already computed for these examples by the same frozen backbone (a caller
+        comparing several trainings on one data set pays for the backbone pass once)."""
         if not examples:
             raise ValueError("no training examples")
         unknown = [d for d in config.dims if d <= 0]
@@ -166,7 +169,7 @@ class Trainer:
         self.cache: StateCache | None = None
         if config.train_backbone == "none":
             self.model.backbone.requires_grad_(False)
-            self.cache = StateCache(
+            self.cache = cache or StateCache(
                 self.model,
                 [e.query for e in examples],
                 [d for e in examples for d in (e.positive, *e.negatives)],
