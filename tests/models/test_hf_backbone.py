@@ -113,3 +113,17 @@ def test_wrong_config_and_duplicates_are_refused(tmp_path):
         build_hf_backbone("bert", config, doubled)
     with pytest.raises(ValueError, match="unknown backbone kind"):
         build_hf_backbone("gpt2", config, state)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("kind", ["bert", "xlm-roberta"])
+@pytest.mark.parametrize("split", [0, 1, 2])
+def test_split_forward_equals_transformers(kind, split, tmp_path):
+    """Top-layer training runs ``upper`` on cached ``lower`` states: together they must be the model."""
+    reference, config, state = saved_model(kind, tmp_path)
+    backbone = build_hf_backbone(kind, config, state)
+    ids, mask = batch(pad_id=0 if kind == "bert" else 1)
+    with torch.no_grad():
+        expected = reference(input_ids=ids, attention_mask=mask).last_hidden_state
+        got = backbone.upper(backbone.lower(ids, mask, split), mask, split)
+    assert backbone.num_layers == 2
+    assert (got - expected)[mask.bool()].abs().max() <= 1e-5

@@ -162,6 +162,17 @@ def test_forward_matches_naive_reference(model):
     assert (ours - naive_forward(jina_state(), ids)).abs().max() <= 1e-5
 
 
+def test_split_forward_matches_naive_reference(model):
+    """``upper(lower(x, k), k)`` is the whole model for every split (top-layer training relies on it)."""
+    ids = [0, 17, 99, 5, 42, 2]
+    reference = naive_forward(jina_state(), ids)
+    tensor, mask = torch.tensor([ids]), torch.ones(1, len(ids), dtype=torch.long)
+    for split in range(model.num_layers + 1):
+        with torch.no_grad():
+            got = model.upper(model.lower(tensor, mask, split), mask, split)[0]
+        assert (got - reference).abs().max() <= 1e-5
+
+
 def test_right_padding_does_not_change_real_tokens(model):
     short, long = [0, 5, 6, 2], [0, 7, 8, 9, 10, 11, 2]
     ids = torch.tensor([short + [1] * 3, long])

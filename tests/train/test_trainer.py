@@ -75,11 +75,11 @@ def test_resume_continues_exactly(tmp_path, base):
         assert torch.allclose(value, resumed.heads.state_dict()[key], atol=1e-6)
 
 
-@pytest.mark.parametrize("mode", ["top", "lora"])
+@pytest.mark.parametrize("mode", ["top", "top-uncached", "lora"])
 def test_backbone_training_is_saved_and_reloaded(tmp_path, base, mode):
-    trainer = Trainer(
-        config(tmp_path, base, steps=3, train_backbone=mode, lr=1e-2, backbone_lr=1e-2), examples()
-    )
+    extra = {"cache_lower_states": False} if mode == "top-uncached" else {}
+    settings = config(tmp_path, base, steps=3, train_backbone=mode.split("-")[0], lr=1e-2, backbone_lr=1e-2)
+    trainer = Trainer(TrainConfig(**{**settings.__dict__, **extra}), examples())
     path = trainer.train(progress=False)
     reloaded = ColBERT.load(path, dtype="float32")
     original = ColBERT.load(base, dtype="float32")
@@ -93,3 +93,47 @@ def test_backbone_training_is_saved_and_reloaded(tmp_path, base, mode):
 def test_no_examples_is_an_error(tmp_path, base):
     with pytest.raises(ValueError, match="no training examples"):
         Trainer(config(tmp_path, base), [])
+
+
+def test_cached_lower_layers_give_the_full_models_loss_and_gradients(tmp_path, base):
+    """Top-layer training on cached lower states computes what the whole backbone would (up to fp16)."""
+    trainer = Trainer(config(tmp_path, base, train_backbone="top", top_layers=1, init_heads="pca"), examples())
+    assert trainer.split == trainer.model.backbone.num_layers - 1
+    trainer.model.backbone.eval()  # no dropout: both paths must then agree
+    batch = examples()[:6]
+    results = []
+    for cached in (trainer.lower_cache, None):
+        trainer.lower_cache = cached
+        trainer.optimizer.zero_grad()
+        loss, _ = trainer.loss(batch)
+        loss.backward()
+        results.append((float(loss.detach()), torch.cat([p.grad.flatten() for p in trainer.backbone_params]).clone()))
+    (cached_loss, cached_grad), (full_loss, full_grad) = results
+    assert cached_loss == pytest.approx(full_loss, rel=1e-3)
+    assert torch.nn.functional.cosine_similarity(cached_grad, full_grad, dim=0) > 0.999
+    assert cached_grad.abs().max() > 0  # the top layer really receives gradients
+
+
+def test_top_layers_with_pca_heads_and_self_distillation_learn(tmp_path, base):
+    trainer = Trainer(
+        config(tmp_path, base, train_backbone="top", top_layers=1, init_heads="pca", self_distill_weight=1.0,
+               backbone_lr=1e-3), examples()
+    )
+    trainer.train(progress=False)
+    assert trainer.history[-1]["loss_16"] < trainer.history[0]["loss_16"]
+    manifest = (tmp_path / "out" / "polycolbert.json").read_text()
+    assert "top 1 layers trained" in manifest
+
+
+def test_top_layers_outside_the_backbone_are_an_error(tmp_path, base):
+    with pytest.raises(ValueError, match="top_layers must be"):
+        Trainer(config(tmp_path, base, train_backbone="top", top_layers=99), examples())
+
+
+def test_lower_cache_refuses_texts_longer_than_one_window(base):
+    from polycolbert.train.lower_cache import encode_lower
+
+    model = ColBERT.load(base, dtype="float32")
+    long_text = " ".join(["word"] * 400)
+    with pytest.raises(ValueError, match="one window per text"):
+        encode_lower(model, [long_text], "document", doc_maxlen=4096, upto=1, progress=False)

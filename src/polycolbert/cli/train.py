@@ -41,6 +41,9 @@ def train(
     dims: Annotated[str, typer.Option(help="Comma-separated head sizes.")] = "128,96,64",
     train_backbone: Annotated[str, typer.Option(help="none, top, all or lora.")] = "none",
     top_layers: int = 2,
+    cache_lower_states: Annotated[
+        bool, typer.Option(help="--train-backbone top: run the frozen lower layers once, not every step.")
+    ] = True,
     lora_rank: int = 8,
     init_heads: Annotated[str, typer.Option(help="keep (the base model's heads) or pca.")] = "keep",
     self_distill: Annotated[
@@ -83,6 +86,7 @@ def train(
         temperature=temperature,
         train_backbone=train_backbone,  # type: ignore[arg-type]
         top_layers=top_layers,
+        cache_lower_states=cache_lower_states,
         lora_rank=lora_rank,
         init_heads=init_heads,  # type: ignore[arg-type]
         self_distill_weight=self_distill,

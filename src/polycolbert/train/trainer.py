@@ -2,9 +2,11 @@
 
 With the backbone frozen (the default), token states never change, so they are computed once and kept
 (fp16) in a :class:`StateCache`; each step then costs only the heads and MaxSim, which makes training
-heads on a CPU take minutes instead of hours. With ``train_backbone`` set, states are recomputed with
-gradients every step (top layers, all layers, or LoRA adapters), on the CPU or a GPU unchanged, and
-across GPUs with torch distributed when launched by ``torchrun``.
+heads on a CPU take minutes instead of hours. Training the top layers keeps the same idea one level down:
+the frozen lower layers' output is cached (:mod:`polycolbert.train.lower_cache`) and each step runs only
+the layers being trained. Otherwise (all layers, LoRA adapters, or ``cache_lower_states=False``) states
+are recomputed with gradients every step, on the CPU or a GPU unchanged, and across GPUs with torch
+distributed when launched by ``torchrun``.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from polycolbert.models.catalog import DEFAULT_MODEL
 from polycolbert.models.checkpoint import save_polycolbert_checkpoint
 from polycolbert.models.heads import ColBERTHeads
 from polycolbert.train.data import TrainingExample
+from polycolbert.train.lower_cache import LowerStateCache, final_states, run_upper
 from polycolbert.train.losses import contrastive_loss, distillation_loss, matryoshka_sum, maxsim_scores
 
 TRAINER_STATE = "trainer_state.pt"
@@ -52,10 +55,14 @@ class TrainConfig:
     distill_weight: float = 1.0
     train_backbone: Literal["none", "top", "all", "lora"] = "none"
     top_layers: int = 2
+    # top-layer training: cache the frozen lower layers' output once (fp16, one window per text) and run
+    # only the trained layers each step; costs memory in proportion to the training tokens.
+    cache_lower_states: bool = True
     lora_rank: int = 8
     init_heads: Literal["keep", "pca"] = "keep"
-    # Weight of a KL term towards MaxSim over the backbone's own centred token states (frozen backbone
-    # only): keeps the heads from losing what the 384-d states already match well.
+    # Weight of a KL term towards MaxSim over the untrained backbone's own centred token states (frozen
+    # backbone, or top layers over cached lower states): keeps training from losing what the raw states
+    # already match well.
     self_distill_weight: float = 0.0
     doc_maxlen: int = 256
     seed: int = 0
@@ -72,6 +79,13 @@ class StateCache:
     def __init__(self, model: ColBERT, queries: Sequence[str], documents: Sequence[str], doc_maxlen: int):
         self.queries = self.encode(model, queries, "query", doc_maxlen)
         self.documents = self.encode(model, documents, "document", doc_maxlen)
+
+    @classmethod
+    def from_tables(cls, queries: dict[str, torch.Tensor], documents: dict[str, torch.Tensor]) -> StateCache:
+        """States computed elsewhere (e.g. by the top layers over a :class:`LowerStateCache`)."""
+        cache = cls.__new__(cls)
+        cache.queries, cache.documents = queries, documents
+        return cache
 
     @staticmethod
     def encode(model: ColBERT, texts: Sequence[str], kind: str, doc_maxlen: int) -> dict[str, torch.Tensor]:
@@ -98,8 +112,9 @@ class StateCache:
 def pad_rows(rows: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     """Stack variable-length row sets; padding repeats each set's first row, so MaxSim needs no mask."""
     width = max(len(r) for r in rows)
-    out = torch.empty(len(rows), width, rows[0].shape[-1], dtype=torch.float32)
-    mask = torch.zeros(len(rows), width, dtype=torch.bool)
+    device = rows[0].device
+    out = torch.empty(len(rows), width, rows[0].shape[-1], dtype=torch.float32, device=device)
+    mask = torch.zeros(len(rows), width, dtype=torch.bool, device=device)
     for i, r in enumerate(rows):
         out[i, : len(r)] = r.float()
         out[i, len(r) :] = r[0].float()
@@ -143,9 +158,15 @@ def _distributed() -> tuple[int, int]:
 
 
 class Trainer:
-    def __init__(self, config: TrainConfig, examples: list[TrainingExample], cache: StateCache | None = None):
-        """``cache``: states already computed for these examples by the same frozen backbone (a caller
-        comparing several trainings on one data set pays for the backbone pass once)."""
+    def __init__(
+        self,
+        config: TrainConfig,
+        examples: list[TrainingExample],
+        cache: StateCache | None = None,
+        lower_cache: LowerStateCache | None = None,
+    ):
+        """``cache`` / ``lower_cache``: states already computed for these examples by the same frozen
+        backbone (a caller comparing several trainings on one data set pays for the backbone pass once)."""
         if not examples:
             raise ValueError("no training examples")
         unknown = [d for d in config.dims if d <= 0]
@@ -166,14 +187,30 @@ class Trainer:
         dtype: DType = "auto" if config.train_backbone == "none" else "float32"
         self.model = ColBERT.load(config.model, dtype=dtype, device=device)
         self.device = self.model.device
+        queries = [e.query for e in examples]
+        documents = [d for e in examples for d in (e.positive, *e.negatives)]
+        # cache: the frozen backbone's last-layer states (inputs of the heads when nothing else trains;
+        # PCA initialisation and self-distillation teacher in every mode that has them).
         self.cache: StateCache | None = None
+        self.lower_cache: LowerStateCache | None = None
+        self.split = 0  # first trained layer when lower states are cached
         if config.train_backbone == "none":
             self.model.backbone.requires_grad_(False)
-            self.cache = cache or StateCache(
-                self.model,
-                [e.query for e in examples],
-                [d for e in examples for d in (e.positive, *e.negatives)],
-                config.doc_maxlen,
+            self.cache = cache or StateCache(self.model, queries, documents, config.doc_maxlen)
+        elif config.train_backbone == "top" and config.cache_lower_states:
+            self.split = self.model.backbone.num_layers - config.top_layers
+            if not 0 <= self.split < self.model.backbone.num_layers:
+                raise ValueError(
+                    f"top_layers must be 1..{self.model.backbone.num_layers}; got {config.top_layers}"
+                )
+            if lower_cache is not None and lower_cache.upto != self.split:
+                raise ValueError(f"lower_cache stops after layer {lower_cache.upto}, training needs {self.split}")
+            self.lower_cache = lower_cache or LowerStateCache(
+                self.model, queries, documents, config.doc_maxlen, self.split
+            )
+            self.cache = StateCache.from_tables(
+                final_states(self.model, self.lower_cache.queries, self.split),
+                final_states(self.model, self.lower_cache.documents, self.split),
             )
         self.state_mean: torch.Tensor | None = None
         if self.cache is not None:
@@ -194,7 +231,10 @@ class Trainer:
         dims = tuple(self.config.dims)
         if self.config.init_heads == "pca":
             if self.cache is None:
-                raise ValueError("init_heads='pca' needs a frozen backbone (train_backbone='none')")
+                raise ValueError(
+                    "init_heads='pca' needs the frozen backbone's states: train_backbone='none', or 'top' "
+                    "with cache_lower_states"
+                )
             return pca_heads(self.cache, dims, seed=self.config.seed)
         existing = self.model.heads
         weights, biases = {}, {}
@@ -236,7 +276,13 @@ class Trainer:
 
     def _encode_batch(self, batch: list[TrainingExample]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         documents = [e.positive for e in batch] + [n for e in batch for n in e.negatives]
-        if self.cache is not None:
+        if self.lower_cache is not None:
+            q_rows = run_upper(self.model, [self.lower_cache.queries[e.query] for e in batch], self.split)
+            d_rows = run_upper(self.model, [self.lower_cache.documents[d] for d in documents], self.split)
+            q_states, _ = pad_rows(q_rows)
+            d_states, d_mask = pad_rows(d_rows)
+            return q_states, d_states, d_mask
+        if self.config.train_backbone == "none" and self.cache is not None:
             q_states, _ = pad_rows([self.cache.queries[e.query] for e in batch])
             d_states, d_mask = pad_rows([self.cache.documents[d] for d in documents])
             return q_states.to(self.device), d_states.to(self.device), d_mask.to(self.device)
@@ -265,6 +311,15 @@ class Trainer:
             outputs.append((padded, mask))
         return outputs[0][0], outputs[1][0], outputs[1][1]
 
+    def _teacher_states(self, batch: list[TrainingExample], q_states: torch.Tensor, d_states: torch.Tensor):
+        """The untrained backbone's states of this batch: the inputs themselves when it is frozen."""
+        if self.lower_cache is None or self.cache is None:
+            return q_states, d_states
+        documents = [e.positive for e in batch] + [n for e in batch for n in e.negatives]
+        tq, _ = pad_rows([self.cache.queries[e.query] for e in batch])
+        td, _ = pad_rows([self.cache.documents[d] for d in documents])
+        return tq.to(self.device), td.to(self.device)
+
     def loss(self, batch: list[TrainingExample]) -> tuple[torch.Tensor, dict[str, float]]:
         q_states, d_states, _ = self._encode_batch(batch)
         n = len(batch)
@@ -279,8 +334,9 @@ class Trainer:
         teacher_inbatch = None
         if self.config.self_distill_weight > 0 and self.state_mean is not None:
             with torch.no_grad():
-                tq = F.normalize(q_states - self.state_mean, dim=-1)
-                td = F.normalize(d_states - self.state_mean, dim=-1)
+                raw_q, raw_d = self._teacher_states(batch, q_states, d_states)
+                tq = F.normalize(raw_q - self.state_mean, dim=-1)
+                td = F.normalize(raw_d - self.state_mean, dim=-1)
                 teacher_inbatch = maxsim_scores(tq, td)
         for dim in self.config.dims:
             q = F.normalize(self.heads(q_states, dim), dim=-1)
@@ -409,10 +465,18 @@ class Trainer:
                 "mask_punctuation": spec.mask_punctuation,
             },
             "license": spec.license,
-            "notes": [n for n in spec.notes if not n.startswith(("heads:", "one trained head"))]
-            + [f"heads: trained by polycolbert train from {self.config.model} ({self.step} steps)"],
+            "notes": [n for n in spec.notes if not n.startswith(("heads:", "one trained head", "backbone:"))]
+            + [f"heads: trained by polycolbert train from {self.config.model} ({self.step} steps)"]
+            + self._backbone_note(),
             "base_model": self.config.model,
         }
+
+    def _backbone_note(self) -> list[str]:
+        mode = self.config.train_backbone
+        if mode == "none":
+            return []
+        what = {"top": f"top {self.config.top_layers} layers", "all": "all layers", "lora": "LoRA adapters"}[mode]
+        return [f"backbone: {what} trained with the heads ({self.step} steps); the update is stored beside them"]
 
     def _maybe_resume(self) -> None:
         path = Path(self.config.output) / TRAINER_STATE

@@ -38,6 +38,29 @@ class HFBackbone(nn.Module):
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         return self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
 
+    @property
+    def num_layers(self) -> int:
+        return len(self.model.encoder.layer)
+
+    def lower(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, upto: int) -> torch.Tensor:
+        """Hidden states after the first ``upto`` layers: top-layer training caches these once and
+        runs only :meth:`upper` every step."""
+        hidden = self.model.embeddings(input_ids=input_ids)
+        return self._layers(hidden, attention_mask, 0, upto)
+
+    def upper(self, hidden: torch.Tensor, attention_mask: torch.Tensor, start: int) -> torch.Tensor:
+        """Layers ``start..`` over states from :meth:`lower`; equals ``forward`` (a test checks it)."""
+        return self._layers(hidden, attention_mask, start, self.num_layers)
+
+    def _layers(self, hidden: torch.Tensor, attention_mask: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+        # An additive key mask [B, 1, 1, S]: what both the eager and the SDPA attention of BERT/XLM-R take.
+        keep = attention_mask[:, None, None, :].to(hidden.dtype)
+        additive = (1.0 - keep) * torch.finfo(hidden.dtype).min
+        for layer in self.model.encoder.layer[start:stop]:
+            out = layer(hidden, attention_mask=additive)
+            hidden = out[0] if isinstance(out, tuple) else out  # transformers 4 returns a tuple
+        return hidden
+
 
 def _config(kind: HFKind, config: Mapping[str, Any]) -> Any:
     from transformers import BertConfig, XLMRobertaConfig

@@ -117,12 +117,26 @@ class JinaXLMRobertaModel(nn.Module):
         self.emb_ln = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.encoder = Encoder(config, self.rotary)
 
+    @property
+    def num_layers(self) -> int:
+        return len(self.encoder.layers)
+
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.upper(self.lower(input_ids, attention_mask, self.num_layers), attention_mask, self.num_layers)
+
+    def lower(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, upto: int) -> torch.Tensor:
+        """Hidden states after the first ``upto`` layers (what top-layer training caches)."""
         x = self.embeddings.word_embeddings(input_ids) + self.embeddings.token_type_embeddings.weight[0]
-        x = self.emb_ln(x)
+        return self._layers(self.emb_ln(x), attention_mask, 0, upto)
+
+    def upper(self, hidden: torch.Tensor, attention_mask: torch.Tensor, start: int) -> torch.Tensor:
+        """Run layers ``start..`` on hidden states that :meth:`lower` produced; last hidden state out."""
+        return self._layers(hidden, attention_mask, start, self.num_layers)
+
+    def _layers(self, x: torch.Tensor, attention_mask: torch.Tensor, start: int, stop: int) -> torch.Tensor:
         # No mask when nothing is padded: SDPA can then use its fused kernels.
         key_mask = None if bool(attention_mask.all()) else attention_mask.bool()[:, None, None, :]
-        for layer in self.encoder.layers:
+        for layer in self.encoder.layers[start:stop]:
             x = layer(x, key_mask)
         return x
 
