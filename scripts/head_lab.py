@@ -10,6 +10,10 @@ Usage::
 
     .venv/bin/python scripts/head_lab.py --recipe markers --variant shipped --variant long
     .venv/bin/python scripts/head_lab.py --heads mine=/path/to/checkpoint
+    .venv/bin/python scripts/head_lab.py --top top2 --variant shipped   # also train the top layers
+
+With ``--top``, pools are encoded through the lower-layer cache (one window of at most 500 tokens per
+text, which every system in that run shares) and each top-layer candidate re-runs only its own layers.
 
 Prints one line of nDCG@10 per system (pools, then their mean); ``--json`` keeps the numbers. Results and
 conclusions: docs/default-model.md.
@@ -44,6 +48,7 @@ from polycolbert.train.data import (
     read_qrels,
     read_queries,
 )
+from polycolbert.train.lower_cache import encode_lower, final_states
 from polycolbert.train.trainer import StateCache, TrainConfig, Trainer
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -140,6 +145,31 @@ def pool_states(work: Path, recipe: str, model: ColBERT, pool: Pool) -> dict[str
     return found
 
 
+POOL_WINDOW = 500  # tokens per pool document when pools go through the lower-layer cache (one window)
+
+
+def pool_lower_states(work: Path, recipe: str, model: ColBERT, pool: Pool, split: int) -> dict:
+    """Pool texts after the frozen lower layers (kept on disk, one file per pool and split)."""
+    path = work / f"lower{split}-{recipe}-{pool.name}.pt"
+    if path.exists():
+        return torch.load(path, weights_only=False)
+    found = {
+        "queries": encode_lower(model, list(pool.queries.values()), "query", POOL_WINDOW, split),
+        "documents": encode_lower(model, list(pool.corpus.values()), "document", POOL_WINDOW, split),
+    }
+    torch.save(found, path)
+    return found
+
+
+def finish_pool_states(model: ColBERT, lower: dict, pool: Pool, split: int) -> dict[str, list[torch.Tensor]]:
+    """Last-layer states of a pool under ``model``'s top layers, in the pool's order."""
+    out = {}
+    for side, texts in (("queries", pool.queries), ("documents", pool.corpus)):
+        table = final_states(model, lower[side], split)
+        out[side] = [table[text] for text in texts.values()]
+    return out
+
+
 def ndcg(pool: Pool, queries: list[np.ndarray], documents: list[np.ndarray]) -> float:
     scores = maxsim_matrix(queries, documents)
     ranked = top_k(scores, list(pool.corpus), 10)
@@ -162,6 +192,60 @@ VARIANTS: dict[str, dict] = {
     "more-data": {"limit": 3000, "steps": 1500},
     "more-data-sd3": {"limit": 3000, "steps": 1500, "self_distill_weight": 3.0},
 }
+
+
+# Top-layer variants: the top k layers train with the heads, on the frozen lower layers' cached output.
+TOP_VARIANTS: dict[str, dict] = {
+    "top2": {"limit": 600, "steps": 500, "top_layers": 2, "backbone_lr": 5e-5},
+    "top2-lr2e-4": {"limit": 600, "steps": 500, "top_layers": 2, "backbone_lr": 2e-4},
+    "top4": {"limit": 600, "steps": 500, "top_layers": 4, "backbone_lr": 5e-5},
+    "top2-sd0": {
+        "limit": 600,
+        "steps": 500,
+        "top_layers": 2,
+        "backbone_lr": 5e-5,
+        "self_distill_weight": 0.0,
+    },
+}
+
+
+def train_top(work: Path, recipe: str, variant: str, lab: dict[str, dict]) -> Path:
+    """Train one top-layer variant; returns its checkpoint (heads and backbone update)."""
+    settings = dict(TOP_VARIANTS[variant])
+    limit = settings.pop("limit")
+    config = TrainConfig(
+        output=str(work / f"run-{recipe}-{variant}"),
+        model=str(model_folder(work, recipe)),
+        batch_size=32,
+        init_heads="pca",
+        train_backbone="top",
+        self_distill_weight=settings.pop("self_distill_weight", 1.0),
+        doc_maxlen=256,
+        seed=0,
+        save_every=10**9,
+        resume=False,
+        **settings,
+    )
+    if limit not in lab["examples"]:
+        lab["examples"][limit] = training_examples(limit)
+    examples = lab["examples"][limit]
+    key = ("lower", recipe, limit, 12 - config.top_layers)
+    cache_path = work / f"train-lower{key[3]}-{recipe}-{limit}.pt"
+    if key not in lab["states"] and cache_path.exists():
+        lab["states"][key] = torch.load(cache_path, weights_only=False)
+    started = time.perf_counter()
+    trainer = Trainer(config, examples, lower_cache=lab["states"].get(key))
+    if key not in lab["states"]:
+        lab["states"][key] = trainer.lower_cache
+        torch.save(trainer.lower_cache, cache_path)
+    ready = time.perf_counter()
+    trainer.train(progress=False)
+    print(
+        f"  {recipe}/{variant}: setup {ready - started:.0f} s, {config.steps} steps in "
+        f"{time.perf_counter() - ready:.0f} s",
+        flush=True,
+    )
+    return Path(config.output)
 
 
 def train_heads(work: Path, recipe: str, variant: str, lab: dict[str, dict]) -> ColBERTHeads:
@@ -204,6 +288,7 @@ def main() -> None:
     parser.add_argument(
         "--heads", action="append", default=[], help="NAME=FOLDER: score the heads of a saved checkpoint"
     )
+    parser.add_argument("--top", action="append", choices=sorted(TOP_VARIANTS), help="top-layer variants")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
@@ -213,8 +298,16 @@ def main() -> None:
     results: dict[str, dict[str, float]] = {}
     lab: dict[str, dict] = {"examples": {}, "states": {}}
     for recipe in args.recipe or ["markers"]:
-        model = ColBERT.load(str(model_folder(args.work, recipe)))
-        encoded = {p.name: pool_states(args.work, recipe, model, p) for p in validation}
+        model = ColBERT.load(str(model_folder(args.work, recipe)), dtype="float32" if args.top else "auto")
+        top_checkpoints = {v: train_top(args.work, recipe, v, lab) for v in args.top or []}
+        splits = {12 - TOP_VARIANTS[v]["top_layers"] for v in top_checkpoints}
+        lower = {}
+        if splits:  # every system of this run sees the same one-window pool texts
+            split = min(splits)
+            lower = {p.name: pool_lower_states(args.work, recipe, model, p, split) for p in validation}
+            encoded = {p.name: finish_pool_states(model, lower[p.name], p, split) for p in validation}
+        else:
+            encoded = {p.name: pool_states(args.work, recipe, model, p) for p in validation}
         rows = torch.cat([s.float() for e in encoded.values() for side in e.values() for s in side])
         mean = rows.mean(dim=0)
         del rows
@@ -225,13 +318,21 @@ def main() -> None:
             systems[name] = (ColBERT.load(folder).heads, 0)
         for variant in args.variant or []:
             systems[variant] = (train_heads(args.work, recipe, variant, lab), 0)
+        states_of = {name: encoded for name in systems}
+        for variant, folder in top_checkpoints.items():
+            trained = ColBERT.load(str(folder), dtype="float32")
+            split = min(splits)  # layers below the variant's own split are unchanged, so this is exact
+            states_of[variant] = {
+                p.name: finish_pool_states(trained, lower[p.name], p, split) for p in validation
+            }
+            systems[variant] = (trained.heads, 0)
         for name, (heads, centred) in systems.items():
             dims = (384,) if heads is None else tuple(d for d in (128, 96, 64) if d in heads.trained_dims)
             for dim in dims:
                 row = f"{recipe}/{name}" + ("" if heads is None else f"@{dim}")
                 results[row] = {}
                 for pool in validation:
-                    q, d = encoded[pool.name]["queries"], encoded[pool.name]["documents"]
+                    q, d = states_of[name][pool.name]["queries"], states_of[name][pool.name]["documents"]
                     if heads is None:
                         transform = (lambda x, m=mean: x - m) if centred else (lambda x: x)
                     else:

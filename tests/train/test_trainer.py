@@ -97,7 +97,9 @@ def test_no_examples_is_an_error(tmp_path, base):
 
 def test_cached_lower_layers_give_the_full_models_loss_and_gradients(tmp_path, base):
     """Top-layer training on cached lower states computes what the whole backbone would (up to fp16)."""
-    trainer = Trainer(config(tmp_path, base, train_backbone="top", top_layers=1, init_heads="pca"), examples())
+    trainer = Trainer(
+        config(tmp_path, base, train_backbone="top", top_layers=1, init_heads="pca"), examples()
+    )
     assert trainer.split == trainer.model.backbone.num_layers - 1
     trainer.model.backbone.eval()  # no dropout: both paths must then agree
     batch = examples()[:6]
@@ -107,7 +109,9 @@ def test_cached_lower_layers_give_the_full_models_loss_and_gradients(tmp_path, b
         trainer.optimizer.zero_grad()
         loss, _ = trainer.loss(batch)
         loss.backward()
-        results.append((float(loss.detach()), torch.cat([p.grad.flatten() for p in trainer.backbone_params]).clone()))
+        results.append(
+            (float(loss.detach()), torch.cat([p.grad.flatten() for p in trainer.backbone_params]).clone())
+        )
     (cached_loss, cached_grad), (full_loss, full_grad) = results
     assert cached_loss == pytest.approx(full_loss, rel=1e-3)
     assert torch.nn.functional.cosine_similarity(cached_grad, full_grad, dim=0) > 0.999
@@ -116,8 +120,16 @@ def test_cached_lower_layers_give_the_full_models_loss_and_gradients(tmp_path, b
 
 def test_top_layers_with_pca_heads_and_self_distillation_learn(tmp_path, base):
     trainer = Trainer(
-        config(tmp_path, base, train_backbone="top", top_layers=1, init_heads="pca", self_distill_weight=1.0,
-               backbone_lr=1e-3), examples()
+        config(
+            tmp_path,
+            base,
+            train_backbone="top",
+            top_layers=1,
+            init_heads="pca",
+            self_distill_weight=1.0,
+            backbone_lr=1e-3,
+        ),
+        examples(),
     )
     trainer.train(progress=False)
     assert trainer.history[-1]["loss_16"] < trainer.history[0]["loss_16"]

@@ -7,7 +7,8 @@ about a sixth of the full model's cost, which is what makes backbone training po
 ``upper(...)`` over a cached entry equals the whole backbone's output (tests check the split).
 
 >>> import torch
->>> entry = LowerStates(torch.zeros(5, 4, dtype=torch.float16), torch.tensor([1, 1, 1, 1, 0]), torch.tensor([1, 2]))
+>>> hidden, attention = torch.zeros(5, 4, dtype=torch.float16), torch.tensor([1, 1, 1, 1, 0])
+>>> entry = LowerStates(hidden, attention, source_rows=torch.tensor([1, 2]))
 >>> entry.hidden.shape[0], len(entry.source_rows)
 (5, 2)
 """
@@ -19,8 +20,8 @@ from dataclasses import dataclass
 
 import torch
 
-from polycolbert.model import ColBERT
 from polycolbert.encoding import length_sorted_batches
+from polycolbert.model import ColBERT
 
 
 @dataclass

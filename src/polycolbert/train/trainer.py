@@ -32,8 +32,8 @@ from polycolbert.models.catalog import DEFAULT_MODEL
 from polycolbert.models.checkpoint import save_polycolbert_checkpoint
 from polycolbert.models.heads import ColBERTHeads
 from polycolbert.train.data import TrainingExample
-from polycolbert.train.lower_cache import LowerStateCache, final_states, run_upper
 from polycolbert.train.losses import contrastive_loss, distillation_loss, matryoshka_sum, maxsim_scores
+from polycolbert.train.lower_cache import LowerStateCache, final_states, run_upper
 
 TRAINER_STATE = "trainer_state.pt"
 
@@ -204,7 +204,9 @@ class Trainer:
                     f"top_layers must be 1..{self.model.backbone.num_layers}; got {config.top_layers}"
                 )
             if lower_cache is not None and lower_cache.upto != self.split:
-                raise ValueError(f"lower_cache stops after layer {lower_cache.upto}, training needs {self.split}")
+                raise ValueError(
+                    f"lower_cache stops after layer {lower_cache.upto}, training needs {self.split}"
+                )
             self.lower_cache = lower_cache or LowerStateCache(
                 self.model, queries, documents, config.doc_maxlen, self.split
             )
@@ -475,8 +477,12 @@ class Trainer:
         mode = self.config.train_backbone
         if mode == "none":
             return []
-        what = {"top": f"top {self.config.top_layers} layers", "all": "all layers", "lora": "LoRA adapters"}[mode]
-        return [f"backbone: {what} trained with the heads ({self.step} steps); the update is stored beside them"]
+        what = {"top": f"top {self.config.top_layers} layers", "all": "all layers", "lora": "LoRA adapters"}[
+            mode
+        ]
+        return [
+            f"backbone: {what} trained with the heads ({self.step} steps); the update is stored beside them"
+        ]
 
     def _maybe_resume(self) -> None:
         path = Path(self.config.output) / TRAINER_STATE

@@ -52,7 +52,9 @@ class HFBackbone(nn.Module):
         """Layers ``start..`` over states from :meth:`lower`; equals ``forward`` (a test checks it)."""
         return self._layers(hidden, attention_mask, start, self.num_layers)
 
-    def _layers(self, hidden: torch.Tensor, attention_mask: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+    def _layers(
+        self, hidden: torch.Tensor, attention_mask: torch.Tensor, start: int, stop: int
+    ) -> torch.Tensor:
         # An additive key mask [B, 1, 1, S]: what both the eager and the SDPA attention of BERT/XLM-R take.
         keep = attention_mask[:, None, None, :].to(hidden.dtype)
         additive = (1.0 - keep) * torch.finfo(hidden.dtype).min

@@ -122,7 +122,9 @@ class JinaXLMRobertaModel(nn.Module):
         return len(self.encoder.layers)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return self.upper(self.lower(input_ids, attention_mask, self.num_layers), attention_mask, self.num_layers)
+        return self.upper(
+            self.lower(input_ids, attention_mask, self.num_layers), attention_mask, self.num_layers
+        )
 
     def lower(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, upto: int) -> torch.Tensor:
         """Hidden states after the first ``upto`` layers (what top-layer training caches)."""
