@@ -14,4 +14,5 @@ for lang in $TATOEBA; do args+=(--data "$DATA/tatoeba-laser/$lang:test.tsv"); do
 exec .venv/bin/polycolbert train --output "$OUT" "${args[@]}" \
   --limit-per-source "${LIMIT:-600}" --steps "${STEPS:-500}" --batch-size 32 --negatives 1 \
   --init-heads pca --self-distill "${SELF_DISTILL:-1.0}" --lr "${LR:-1e-3}" --temperature "${TEMPERATURE:-1.0}" \
+  --train-backbone "${TRAIN_BACKBONE:-none}" --top-layers "${TOP_LAYERS:-2}" --backbone-lr "${BACKBONE_LR:-5e-5}" \
   --doc-maxlen 256 --seed 0 --save-every "${SAVE_EVERY:-100}" --no-resume

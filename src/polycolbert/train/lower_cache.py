@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import torch
 
 from polycolbert.encoding import length_sorted_batches
-from polycolbert.model import ColBERT
+from polycolbert.model import ColBERT, DType, resolve_dtype
 
 
 @dataclass
@@ -46,10 +46,12 @@ class LowerStateCache:
         upto: int,
         batch_size: int = 32,
         progress: bool = True,
+        dtype: DType = "auto",
     ):
         self.upto = upto
-        self.queries = encode_lower(model, queries, "query", doc_maxlen, upto, batch_size, progress)
-        self.documents = encode_lower(model, documents, "document", doc_maxlen, upto, batch_size, progress)
+        settings = dict(batch_size=batch_size, progress=progress, dtype=dtype)
+        self.queries = encode_lower(model, queries, "query", doc_maxlen, upto, **settings)
+        self.documents = encode_lower(model, documents, "document", doc_maxlen, upto, **settings)
 
 
 def encode_lower(
@@ -60,9 +62,15 @@ def encode_lower(
     upto: int,
     batch_size: int = 32,
     progress: bool = True,
+    dtype: DType = "auto",
 ) -> dict[str, LowerStates]:
     """States after layer ``upto`` of each distinct text. Every text must fit one window: training sees
-    what one forward pass sees, so ``doc_maxlen`` has to stay within the backbone's positions."""
+    what one forward pass sees, so ``doc_maxlen`` has to stay within the backbone's positions.
+
+    ``dtype="auto"`` runs the frozen layers in bf16 where the hardware has it (as inference does by
+    default): 3-4x faster on a CPU with AMX, and the cache is fp16 anyway."""
+    compute = resolve_dtype(dtype, model.device)
+    autocast = torch.autocast(model.device.type, dtype=compute, enabled=compute != torch.float32)
     layers = model.backbone.num_layers
     if not 0 <= upto <= layers:
         raise ValueError(f"cannot cache after layer {upto}: the backbone has {layers} layers")
@@ -88,7 +96,7 @@ def encode_lower(
         bar.start()
         task = bar.add_task(f"lower layers ({kind})", total=len(unique))
     try:
-        with torch.no_grad():  # not inference_mode: cached tensors feed autograd later
+        with torch.no_grad(), autocast:  # not inference_mode: cached tensors feed autograd later
             for batch in length_sorted_batches(lengths, batch_size, 16_384):
                 width = max(lengths[i] for i in batch)
                 ids = torch.full((len(batch), width), model.spec.pad_id, dtype=torch.long)

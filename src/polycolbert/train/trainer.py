@@ -58,6 +58,7 @@ class TrainConfig:
     # top-layer training: cache the frozen lower layers' output once (fp16, one window per text) and run
     # only the trained layers each step; costs memory in proportion to the training tokens.
     cache_lower_states: bool = True
+    lower_states_dtype: DType = "auto"  # compute dtype of that one pass (bf16 where the hardware has it)
     lora_rank: int = 8
     init_heads: Literal["keep", "pca"] = "keep"
     # Weight of a KL term towards MaxSim over the untrained backbone's own centred token states (frozen
@@ -208,7 +209,7 @@ class Trainer:
                     f"lower_cache stops after layer {lower_cache.upto}, training needs {self.split}"
                 )
             self.lower_cache = lower_cache or LowerStateCache(
-                self.model, queries, documents, config.doc_maxlen, self.split
+                self.model, queries, documents, config.doc_maxlen, self.split, dtype=config.lower_states_dtype
             )
             self.cache = StateCache.from_tables(
                 final_states(self.model, self.lower_cache.queries, self.split),
