@@ -468,7 +468,9 @@ class Trainer:
                 "mask_punctuation": spec.mask_punctuation,
             },
             "license": spec.license,
-            "notes": [n for n in spec.notes if not n.startswith(("heads:", "one trained head", "backbone:"))]
+            "notes": [
+                n for n in spec.notes if not n.startswith(("heads:", "one trained head", "trained backbone:"))
+            ]
             + [f"heads: trained by polycolbert train from {self.config.model} ({self.step} steps)"]
             + self._backbone_note(),
             "base_model": self.config.model,
@@ -482,7 +484,8 @@ class Trainer:
             mode
         ]
         return [
-            f"backbone: {what} trained with the heads ({self.step} steps); the update is stored beside them"
+            f"trained backbone: {what} trained with the heads ({self.step} steps); "
+            "the update is stored beside them"
         ]
 
     def _maybe_resume(self) -> None:
