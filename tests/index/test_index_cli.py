@@ -18,7 +18,7 @@ runner = CliRunner()
 
 @pytest.fixture
 def ix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setattr(Index, "_encoder", lambda self: HashEncoder())
+    monkeypatch.setattr(Index, "encoder", lambda self: HashEncoder())
     Index.create(tmp_path / "ix", model=HashEncoder(), dimensions=16).close()
     return tmp_path / "ix"
 

@@ -290,7 +290,7 @@ def test_compact_with_a_tiny_budget_writes_several_segments(
 
 @pytest.fixture
 def cli_index(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setattr(Index, "_encoder", lambda self: HashEncoder())
+    monkeypatch.setattr(Index, "encoder", lambda self: HashEncoder())
     Index.create(tmp_path / "ix", model=HashEncoder(), dimensions=16).close()
     return tmp_path / "ix"
 

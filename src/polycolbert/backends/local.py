@@ -86,7 +86,7 @@ class LocalBackend:
         )
 
     def existing(self, ids: Sequence[str]) -> set[str]:
-        return set(self.index._existing(self.index.db, [str(i) for i in ids]))
+        return self.index.existing(ids)
 
     def compact(self) -> dict[str, Any]:
         self.index.compact()

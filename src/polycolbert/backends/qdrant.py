@@ -156,6 +156,23 @@ class QdrantBackend:
         return client, collection, None
 
     @classmethod
+    def _connect(cls, location: str, api_key: str | None, timeout: int) -> tuple[Any, str, str | None, bool]:
+        """A client, the collection name, the local folder, and whether the collection exists.
+
+        Why one step: an unreachable server must become a readable error, and a client acquired for a
+        probe that fails must be released, in ``open`` and ``create`` alike.
+        """
+        client, collection, folder = cls._client(location, api_key, timeout)
+        try:
+            return client, collection, folder, bool(client.collection_exists(collection))
+        except _connection_errors() as error:
+            _close_client(client, folder)
+            raise _explain(error, location) from None
+        except BaseException:
+            _close_client(client, folder)
+            raise
+
+    @classmethod
     def open(
         cls,
         location: str,
@@ -173,12 +190,8 @@ class QdrantBackend:
         ``create=True`` creates it when missing (what ``open_backend`` callers ask of every backend);
         ``nbits`` is the embedded index's residual compression and means nothing here (see ``quantization``).
         """
-        client, collection, folder = cls._client(location, api_key, timeout)
+        client, collection, folder, exists = cls._connect(location, api_key, timeout)
         try:
-            try:
-                exists = client.collection_exists(collection)
-            except _connection_errors() as error:
-                raise _explain(error, location) from None
             if not exists and create:
                 _close_client(client, folder)
                 return cls.create(
@@ -278,12 +291,8 @@ class QdrantBackend:
             prefetch_metric = metric if prefetch == "mean" else models.Distance.DOT
             vectors[SINGLE] = models.VectorParams(size=size, distance=prefetch_metric, on_disk=on_disk)
 
-        client, collection, folder = cls._client(location, api_key, timeout)
+        client, collection, folder, exists = cls._connect(location, api_key, timeout)
         try:
-            try:
-                exists = client.collection_exists(collection)
-            except _connection_errors() as error:
-                raise _explain(error, location) from None
             if exists:
                 if not exist_ok:
                     raise ValueError(
@@ -692,6 +701,26 @@ def list_collections(root: str, api_key: str | None = None, timeout: int = DEFAU
             )
         except _connection_errors() as error:
             raise _explain(error, root) from None
+    finally:
+        _close_client(client, folder)
+
+
+def is_polycolbert_collection(
+    location: str, api_key: str | None = None, timeout: int = DEFAULT_TIMEOUT
+) -> bool:
+    """Whether ``qdrant://host:port/name`` (or a local one) is a polycolbert collection.
+
+    Why not ``name in list_collections(root)``: that reads every collection's config, one request each.
+    """
+    client, collection, folder, exists = QdrantBackend._connect(location, api_key, timeout)
+    try:
+        if not exists:
+            return False
+        try:
+            metadata = client.get_collection(collection).config.metadata or {}
+        except _connection_errors() as error:
+            raise _explain(error, location) from None
+        return isinstance(metadata.get("polycolbert"), dict)
     finally:
         _close_client(client, folder)
 

@@ -141,7 +141,7 @@ def _encoder(backend: Any) -> Any:
     from polycolbert.backends.local import LocalBackend
 
     if isinstance(backend, LocalBackend):
-        return backend.index._encoder()
+        return backend.index.encoder()
     return backend.model
 
 

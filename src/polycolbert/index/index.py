@@ -184,7 +184,8 @@ class Index:
         self.close()
 
     # ----------------------------------------------------------------- encoding
-    def _encoder(self) -> Any:
+    def encoder(self) -> Any:
+        """The model that encodes for this index, loaded on first use (an index fed vectors needs none)."""
         if self._model is None:
             if self.model_name == NO_MODEL:
                 raise ValueError("this index has no model: pass vectors= / query_vectors=")
@@ -302,7 +303,7 @@ class Index:
 
     def _vectors_for(self, texts: list[str], vectors: Sequence[np.ndarray] | None) -> list[np.ndarray]:
         if vectors is None:
-            vectors = self._encoder().encode_documents(texts, dimensions=self.dimensions)
+            vectors = self.encoder().encode_documents(texts, dimensions=self.dimensions)
         vectors = self._check_vectors(vectors, "vectors")
         if len(vectors) != len(texts):
             raise ValueError(f"{len(vectors)} vector arrays for {len(texts)} texts")
@@ -675,7 +676,7 @@ class Index:
         if query_vectors is None:
             if queries is None:
                 raise ValueError("give queries (texts) or query_vectors")
-            query_vectors = self._encoder().encode_queries(list(queries), dimensions=self.dimensions)
+            query_vectors = self.encoder().encode_queries(list(queries), dimensions=self.dimensions)
         qs = self._check_vectors(query_vectors, "query_vectors")
         if hybrid and (queries is None or len(queries) != len(qs)):
             raise ValueError("hybrid search needs the query texts")
@@ -849,6 +850,10 @@ class Index:
     # ----------------------------------------------------------------- inspection
     def __len__(self) -> int:
         return int(self.db.execute("SELECT COUNT(*) FROM docs").fetchone()[0])
+
+    def existing(self, ids: Sequence[str]) -> set[str]:
+        """Which of these ids are stored (lets callers refuse a batch before they spend time encoding it)."""
+        return set(self._existing(self.db, [str(i) for i in ids]))
 
     def ids(self) -> list[str]:
         return [r[0] for r in self.db.execute("SELECT id FROM docs ORDER BY doc")]

@@ -80,7 +80,9 @@ class IndexStore:
 
     def exists(self, name: str) -> bool:
         if self.qdrant:
-            return name in self.names()
+            from polycolbert.backends.qdrant import is_polycolbert_collection
+
+            return bool(_checked(is_polycolbert_collection, self.location(name)))
         return Path(self.location(name)).exists()
 
     def get(self, request: Request, name: str) -> Backend:
