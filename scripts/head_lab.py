@@ -122,11 +122,15 @@ RECIPES = {
 }
 
 
+UPDATE_FILE = "backbone_update.safetensors"
+
+
 def model_folder(work: Path, recipe: str) -> Path:
     """The packaged default model with another encoding recipe."""
     folder = work / f"model-{recipe}"
     if not folder.exists():
-        shutil.copytree(packaged_folder(DEFAULT_MODEL), folder)
+        # The lab's base is the untouched e5: a packaged top-layer update is scored as its own system.
+        shutil.copytree(packaged_folder(DEFAULT_MODEL), folder, ignore=shutil.ignore_patterns(UPDATE_FILE))
         manifest = json.loads((folder / "polycolbert.json").read_text())
         manifest["recipe"].update(RECIPES[recipe])
         (folder / "polycolbert.json").write_text(json.dumps(manifest, indent=2))
@@ -301,6 +305,9 @@ def main() -> None:
         model = ColBERT.load(str(model_folder(args.work, recipe)), dtype="float32" if args.top else "auto")
         top_checkpoints = {v: train_top(args.work, recipe, v, lab) for v in args.top or []}
         splits = {12 - TOP_VARIANTS[v]["top_layers"] for v in top_checkpoints}
+        shipped = packaged_folder(DEFAULT_MODEL)
+        if splits and (shipped / UPDATE_FILE).exists():  # shipped top layers, finished from the same split
+            top_checkpoints["shipped-top"] = shipped
         lower = {}
         if splits:  # every system of this run sees the same one-window pool texts
             split = min(splits)
@@ -312,7 +319,8 @@ def main() -> None:
         mean = rows.mean(dim=0)
         del rows
         systems: dict[str, tuple[ColBERTHeads | None, int]] = {"raw-384": (None, 0), "centred-384": (None, 1)}
-        systems["shipped-heads"] = (model.heads, 0)
+        if not (shipped / UPDATE_FILE).exists():  # else the shipped heads belong to the shipped top layers
+            systems["shipped-heads"] = (model.heads, 0)
         for spec in args.heads:
             name, _, folder = spec.partition("=")
             systems[name] = (ColBERT.load(folder).heads, 0)

@@ -10,6 +10,7 @@ from safetensors.torch import load_file
 from transformers import BertConfig, BertModel, XLMRobertaConfig, XLMRobertaModel
 
 from polycolbert.models.backbones.hf import build_hf_backbone
+from polycolbert.models.backbones.layered import layered
 
 SIZES = dict(
     vocab_size=120,
@@ -124,6 +125,13 @@ def test_split_forward_equals_transformers(kind, split, tmp_path):
     ids, mask = batch(pad_id=0 if kind == "bert" else 1)
     with torch.no_grad():
         expected = reference(input_ids=ids, attention_mask=mask).last_hidden_state
-        got = backbone.upper(backbone.lower(ids, mask, split), mask, split)
-    assert backbone.num_layers == 2
+        halves = layered(backbone)
+        got = halves.upper(halves.lower(ids, mask, split), mask, split)
+    assert halves.num_layers == 2
     assert (got - expected)[mask.bool()].abs().max() <= 1e-5
+
+
+def test_a_backbone_without_halves_is_refused_with_the_way_out():
+    """Top-layer training on cached states needs ``lower``/``upper``; other backbones get a clear error."""
+    with pytest.raises(ValueError, match=r"cannot run its layers in two halves.*cache-lower-states"):
+        layered(torch.nn.Linear(2, 2))

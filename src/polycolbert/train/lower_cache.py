@@ -22,6 +22,7 @@ import torch
 
 from polycolbert.encoding import length_sorted_batches
 from polycolbert.model import ColBERT, DType, resolve_dtype
+from polycolbert.models.backbones.layered import layered
 
 
 @dataclass
@@ -49,9 +50,19 @@ class LowerStateCache:
         dtype: DType = "auto",
     ):
         self.upto = upto
-        settings = dict(batch_size=batch_size, progress=progress, dtype=dtype)
-        self.queries = encode_lower(model, queries, "query", doc_maxlen, upto, **settings)
-        self.documents = encode_lower(model, documents, "document", doc_maxlen, upto, **settings)
+        self.queries = encode_lower(
+            model, queries, "query", doc_maxlen, upto, batch_size=batch_size, progress=progress, dtype=dtype
+        )
+        self.documents = encode_lower(
+            model,
+            documents,
+            "document",
+            doc_maxlen,
+            upto,
+            batch_size=batch_size,
+            progress=progress,
+            dtype=dtype,
+        )
 
 
 def encode_lower(
@@ -71,7 +82,8 @@ def encode_lower(
     default): 3-4x faster on a CPU with AMX, and the cache is fp16 anyway."""
     compute = resolve_dtype(dtype, model.device)
     autocast = torch.autocast(model.device.type, dtype=compute, enabled=compute != torch.float32)
-    layers = model.backbone.num_layers
+    backbone = layered(model.backbone)
+    layers = backbone.num_layers
     if not 0 <= upto <= layers:
         raise ValueError(f"cannot cache after layer {upto}: the backbone has {layers} layers")
     unique = list(dict.fromkeys(texts))
@@ -104,7 +116,7 @@ def encode_lower(
                 for row, i in enumerate(batch):
                     ids[row, : lengths[i]] = torch.tensor(windows[i].ids)
                     attention[row, : lengths[i]] = torch.tensor(windows[i].attention)
-                hidden = model.backbone.lower(ids.to(model.device), attention.to(model.device), upto)
+                hidden = backbone.lower(ids.to(model.device), attention.to(model.device), upto)
                 for row, i in enumerate(batch):
                     found[unique[i]] = LowerStates(
                         hidden[row, : lengths[i]].half().cpu().clone(),
@@ -128,7 +140,7 @@ def run_upper(model: ColBERT, entries: Sequence[LowerStates], start: int) -> lis
     for row, entry in enumerate(entries):
         hidden[row, : len(entry.hidden)] = entry.hidden.to(device).float()
         attention[row, : len(entry.hidden)] = entry.attention.to(device)
-    states = model.backbone.upper(hidden, attention, start)
+    states = layered(model.backbone).upper(hidden, attention, start)
     return [states[row, entry.source_rows.to(device)] for row, entry in enumerate(entries)]
 
 

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from polycolbert.model import STATES, ColBERT, DType
+from polycolbert.models.backbones.layered import layered
 from polycolbert.models.catalog import DEFAULT_MODEL
 from polycolbert.models.checkpoint import save_polycolbert_checkpoint
 from polycolbert.models.heads import ColBERTHeads
@@ -199,8 +200,9 @@ class Trainer:
             self.model.backbone.requires_grad_(False)
             self.cache = cache or StateCache(self.model, queries, documents, config.doc_maxlen)
         elif config.train_backbone == "top" and config.cache_lower_states:
-            self.split = self.model.backbone.num_layers - config.top_layers
-            if not 0 <= self.split < self.model.backbone.num_layers:
+            layers = layered(self.model.backbone).num_layers
+            self.split = layers - config.top_layers
+            if not 0 <= self.split < layers:
                 raise ValueError(
                     f"top_layers must be 1..{self.model.backbone.num_layers}; got {config.top_layers}"
                 )

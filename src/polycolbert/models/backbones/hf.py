@@ -31,7 +31,7 @@ class HFBackbone(nn.Module):
 
     def __init__(self, model: nn.Module, hidden_size: int, max_positions: int | None):
         super().__init__()
-        self.model = model
+        self.model: Any = model  # a transformers BertModel / XLMRobertaModel
         self.hidden_size = hidden_size
         self.max_positions = max_positions
 
