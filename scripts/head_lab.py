@@ -306,7 +306,8 @@ def main() -> None:
         top_checkpoints = {v: train_top(args.work, recipe, v, lab) for v in args.top or []}
         splits = {12 - TOP_VARIANTS[v]["top_layers"] for v in top_checkpoints}
         shipped = packaged_folder(DEFAULT_MODEL)
-        if splits and (shipped / UPDATE_FILE).exists():  # shipped top layers, finished from the same split
+        shipped_top = (shipped / UPDATE_FILE).exists()  # then the shipped heads belong to its top layers
+        if splits and shipped_top:  # scored like a top variant, finished from the same split
             top_checkpoints["shipped-top"] = shipped
         lower = {}
         if splits:  # every system of this run sees the same one-window pool texts
@@ -319,7 +320,7 @@ def main() -> None:
         mean = rows.mean(dim=0)
         del rows
         systems: dict[str, tuple[ColBERTHeads | None, int]] = {"raw-384": (None, 0), "centred-384": (None, 1)}
-        if not (shipped / UPDATE_FILE).exists():  # else the shipped heads belong to the shipped top layers
+        if not shipped_top:
             systems["shipped-heads"] = (model.heads, 0)
         for spec in args.heads:
             name, _, folder = spec.partition("=")

@@ -200,10 +200,9 @@ class QdrantBackend:
             try:
                 if not exists:
                     raise ValueError(f"{location}: no such collection (create it first)")
-                config = client.get_collection(collection).config
+                settings = _stored_settings(client, collection)
             except _connection_errors() as error:
                 raise _explain(error, location) from None
-            settings = (config.metadata or {}).get("polycolbert")
             if not isinstance(settings, dict) or settings.get("format") != FORMAT:
                 raise ValueError(f"{location}: not a polycolbert collection (no polycolbert metadata)")
             if dimensions is not None and int(dimensions) != int(settings["dimensions"]):
@@ -694,15 +693,16 @@ def list_collections(root: str, api_key: str | None = None, timeout: int = DEFAU
     try:
         try:
             names = [c.name for c in client.get_collections().collections]
-            return sorted(
-                name
-                for name in names
-                if isinstance((client.get_collection(name).config.metadata or {}).get("polycolbert"), dict)
-            )
+            return sorted(name for name in names if isinstance(_stored_settings(client, name), dict))
         except _connection_errors() as error:
             raise _explain(error, root) from None
     finally:
         _close_client(client, folder)
+
+
+def _stored_settings(client: Any, collection: str) -> Any:
+    """What ``create`` wrote into the collection's metadata (None where polycolbert did not make it)."""
+    return (client.get_collection(collection).config.metadata or {}).get("polycolbert")
 
 
 def is_polycolbert_collection(
@@ -717,10 +717,9 @@ def is_polycolbert_collection(
         if not exists:
             return False
         try:
-            metadata = client.get_collection(collection).config.metadata or {}
+            return isinstance(_stored_settings(client, collection), dict)
         except _connection_errors() as error:
             raise _explain(error, location) from None
-        return isinstance(metadata.get("polycolbert"), dict)
     finally:
         _close_client(client, folder)
 

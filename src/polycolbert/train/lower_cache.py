@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 
@@ -50,19 +51,17 @@ class LowerStateCache:
         dtype: DType = "auto",
     ):
         self.upto = upto
-        self.queries = encode_lower(
-            model, queries, "query", doc_maxlen, upto, batch_size=batch_size, progress=progress, dtype=dtype
-        )
-        self.documents = encode_lower(
+        encode = partial(
+            encode_lower,
             model,
-            documents,
-            "document",
-            doc_maxlen,
-            upto,
+            doc_maxlen=doc_maxlen,
+            upto=upto,
             batch_size=batch_size,
             progress=progress,
             dtype=dtype,
         )
+        self.queries = encode(queries, "query")
+        self.documents = encode(documents, "document")
 
 
 def encode_lower(

@@ -203,9 +203,7 @@ class Trainer:
             layers = layered(self.model.backbone).num_layers
             self.split = layers - config.top_layers
             if not 0 <= self.split < layers:
-                raise ValueError(
-                    f"top_layers must be 1..{self.model.backbone.num_layers}; got {config.top_layers}"
-                )
+                raise ValueError(f"top_layers must be 1..{layers}; got {config.top_layers}")
             if lower_cache is not None and lower_cache.upto != self.split:
                 raise ValueError(
                     f"lower_cache stops after layer {lower_cache.upto}, training needs {self.split}"
