@@ -96,13 +96,19 @@ def pools() -> list[Pool]:
     return out
 
 
-def training_examples(limit: int, seed: int = 0) -> list[TrainingExample]:
-    """Training pairs of every training source, held-out queries excluded, ``limit`` per source."""
-    sources = [(DATA / n, f, n) for n, f in QA_SETS.items()] + [(DATA / SCIFACT[0], SCIFACT[1], SCIFACT[0])]
-    sources += [(DATA / "tatoeba-laser" / lang, "test.tsv", f"tatoeba-{lang}") for lang in TATOEBA_TRAIN]
+def training_examples(limit: int, qa_limit: int | None = None, seed: int = 0) -> list[TrainingExample]:
+    """Training pairs of every training source, held-out queries excluded, ``limit`` per source.
+
+    ``qa_limit`` lets the question-answering and SciFact sources (passages, like the evaluation sets) give
+    more pairs than the one-sentence translation pairs, which otherwise make most of the mix.
+    """
+    passages = [(DATA / n, f, n) for n, f in QA_SETS.items()] + [(DATA / SCIFACT[0], SCIFACT[1], SCIFACT[0])]
+    sources = [(folder, f, name, qa_limit or limit) for folder, f, name in passages]
+    tatoeba = DATA / "tatoeba-laser"
+    sources += [(tatoeba / lang, "test.tsv", f"tatoeba-{lang}", limit) for lang in TATOEBA_TRAIN]
     examples: list[TrainingExample] = []
-    for folder, qrels_file, name in sources:
-        found = beir_pairs(folder, qrels_file, limit=limit, seed=seed, keep_query=lambda q: not held_out(q))
+    for folder, qrels_file, name, most in sources:
+        found = beir_pairs(folder, qrels_file, limit=most, seed=seed, keep_query=lambda q: not held_out(q))
         for example in found:
             example.source = name
         examples += found
@@ -203,6 +209,8 @@ TOP_VARIANTS: dict[str, dict] = {
     "top2": {"limit": 600, "steps": 500, "top_layers": 2, "backbone_lr": 5e-5},
     "top2-lr2e-4": {"limit": 600, "steps": 500, "top_layers": 2, "backbone_lr": 2e-4},
     "top4": {"limit": 600, "steps": 500, "top_layers": 4, "backbone_lr": 5e-5},
+    # Passage data weighted up: QA sources and SciFact give up to 3,000 pairs each (translation stays 600).
+    "top2-qa": {"limit": 600, "qa_limit": 3000, "steps": 1000, "top_layers": 2, "backbone_lr": 5e-5},
     "top2-sd0": {
         "limit": 600,
         "steps": 500,
@@ -217,6 +225,7 @@ def train_top(work: Path, recipe: str, variant: str, lab: dict[str, dict]) -> Pa
     """Train one top-layer variant; returns its checkpoint (heads and backbone update)."""
     settings = dict(TOP_VARIANTS[variant])
     limit = settings.pop("limit")
+    qa_limit = settings.pop("qa_limit", None)
     config = TrainConfig(
         output=str(work / f"run-{recipe}-{variant}"),
         model=str(model_folder(work, recipe)),
@@ -230,11 +239,12 @@ def train_top(work: Path, recipe: str, variant: str, lab: dict[str, dict]) -> Pa
         resume=False,
         **settings,
     )
-    if limit not in lab["examples"]:
-        lab["examples"][limit] = training_examples(limit)
-    examples = lab["examples"][limit]
-    key = ("lower", recipe, limit, 12 - config.top_layers)
-    cache_path = work / f"train-lower{key[3]}-{recipe}-{limit}.pt"
+    mix = (limit, qa_limit)
+    if mix not in lab["examples"]:
+        lab["examples"][mix] = training_examples(limit, qa_limit)
+    examples = lab["examples"][mix]
+    key = ("lower", recipe, mix, 12 - config.top_layers)
+    cache_path = work / f"train-lower{key[3]}-{recipe}-{limit}{f'-qa{qa_limit}' if qa_limit else ''}.pt"
     if key not in lab["states"] and cache_path.exists():
         lab["states"][key] = torch.load(cache_path, weights_only=False)
     started = time.perf_counter()
@@ -268,9 +278,9 @@ def train_heads(work: Path, recipe: str, variant: str, lab: dict[str, dict]) -> 
         resume=False,
         **settings,
     )
-    if limit not in lab["examples"]:
-        lab["examples"][limit] = training_examples(limit)
-    examples = lab["examples"][limit]
+    if (limit, None) not in lab["examples"]:
+        lab["examples"][limit, None] = training_examples(limit)
+    examples = lab["examples"][limit, None]
     cache_path = work / f"train-states-{recipe}-{limit}.pt"
     if (recipe, limit) not in lab["states"] and cache_path.exists():
         lab["states"][recipe, limit] = torch.load(cache_path, weights_only=False)

@@ -11,7 +11,13 @@ import torch
 
 from polycolbert.scoring import maxsim
 from polycolbert.train.data import beir_pairs, read_examples_jsonl
-from polycolbert.train.losses import contrastive_loss, distillation_loss, matryoshka_sum, maxsim_scores
+from polycolbert.train.losses import (
+    contrastive_loss,
+    distillation_loss,
+    duplicate_positives,
+    matryoshka_sum,
+    maxsim_scores,
+)
 
 
 def test_padded_maxsim_matches_exhaustive_loop():
@@ -33,6 +39,24 @@ def test_contrastive_loss_by_hand():
     scores = torch.tensor([[2.0, 0.0], [1.0, 1.0]])
     expected = (-math.log(math.exp(2) / (math.exp(2) + 1)) - math.log(0.5)) / 2
     assert float(contrastive_loss(scores, torch.tensor([0, 1]), 1.0)) == pytest.approx(expected)
+
+
+def test_copies_of_a_rows_positive_are_not_its_negatives():
+    # rows 0 and 1 ask about the same paragraph "p"; row 2's BM25 negative is also "p"
+    documents = ["p", "p", "q", "r", "p"]
+    exclude = duplicate_positives(documents[:3], documents)
+    assert exclude.tolist() == [
+        [False, True, False, False, True],
+        [True, False, False, False, True],
+        [False, False, False, False, False],
+    ]
+    scores = torch.tensor([[2.0, 2.0, 0.0, 1.0, 2.0], [2.0, 2.0, 0.0, 1.0, 2.0], [0.0, 0.0, 1.0, 0.0, 1.0]])
+    # by hand: rows 0/1 compete against {0 (or 1), q, r} only; row 2 against every column
+    row01 = -math.log(math.exp(2) / (math.exp(2) + 1 + math.exp(1)))
+    row2 = -math.log(math.exp(1) / (3 + 2 * math.exp(1)))
+    got = contrastive_loss(scores, torch.tensor([0, 1, 2]), 1.0, exclude)
+    assert float(got) == pytest.approx((2 * row01 + row2) / 3)
+    assert float(got) < float(contrastive_loss(scores, torch.tensor([0, 1, 2]), 1.0))
 
 
 def test_distillation_is_zero_for_identical_scores_and_positive_otherwise():

@@ -25,9 +25,31 @@ def maxsim_scores(
     return sims.max(dim=-1).values.sum(dim=-1)
 
 
-def contrastive_loss(scores: torch.Tensor, positives: torch.Tensor, temperature: float) -> torch.Tensor:
-    """Cross-entropy of each query's positive against every document in the batch (and hard negatives)."""
+def contrastive_loss(
+    scores: torch.Tensor, positives: torch.Tensor, temperature: float, exclude: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Cross-entropy of each query's positive against every document in the batch (and hard negatives).
+
+    ``exclude`` (bool, like ``scores``) drops columns that must not count as negatives of a row: copies
+    of its own positive (see ``duplicate_positives``).
+    """
+    if exclude is not None:
+        scores = scores.masked_fill(exclude, float("-inf"))
     return F.cross_entropy(scores / temperature, positives)
+
+
+def duplicate_positives(positives: list[str], documents: list[str]) -> torch.Tensor:
+    """Columns holding the same text as a row's positive, other than the positive's own column.
+
+    QA sets ask several questions about one paragraph (SQuAD-style sets: 3-4 per paragraph), so a
+    batch drawn from one source often holds the same paragraph twice, or as another row's BM25
+    negative; pushing a query away from a copy of its own answer is a false negative.
+    """
+    exclude = torch.zeros(len(positives), len(documents), dtype=torch.bool)
+    for row, positive in enumerate(positives):
+        for column, document in enumerate(documents):
+            exclude[row, column] = column != row and document == positive
+    return exclude
 
 
 def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:

@@ -33,7 +33,13 @@ from polycolbert.models.catalog import DEFAULT_MODEL
 from polycolbert.models.checkpoint import save_polycolbert_checkpoint
 from polycolbert.models.heads import ColBERTHeads
 from polycolbert.train.data import TrainingExample
-from polycolbert.train.losses import contrastive_loss, distillation_loss, matryoshka_sum, maxsim_scores
+from polycolbert.train.losses import (
+    contrastive_loss,
+    distillation_loss,
+    duplicate_positives,
+    matryoshka_sum,
+    maxsim_scores,
+)
 from polycolbert.train.lower_cache import LowerStateCache, final_states, run_upper
 
 TRAINER_STATE = "trainer_state.pt"
@@ -327,6 +333,8 @@ class Trainer:
         q_states, d_states, _ = self._encode_batch(batch)
         n = len(batch)
         positives = torch.arange(n, device=self.device)
+        documents = [e.positive for e in batch] + [d for e in batch for d in e.negatives]
+        exclude = duplicate_positives(documents[:n], documents).to(self.device)
         negative_columns = []
         offset = n
         for e in batch:
@@ -345,7 +353,7 @@ class Trainer:
             q = F.normalize(self.heads(q_states, dim), dim=-1)
             d = F.normalize(self.heads(d_states, dim), dim=-1)
             scores = maxsim_scores(q, d)
-            loss = contrastive_loss(scores, positives, self.config.temperature)
+            loss = contrastive_loss(scores, positives, self.config.temperature, exclude)
             teacher_rows = [i for i, e in enumerate(batch) if e.teacher_scores is not None]
             if teacher_rows and self.config.distill_weight > 0:
                 student = torch.stack([scores[i, [i, *negative_columns[i]]] for i in teacher_rows])
