@@ -58,7 +58,8 @@ def test_shapes_and_unit_norm(model, dim):
     for q, d, text in zip(queries, docs, TEXTS.values(), strict=True):
         assert q.shape == (32, dim) and q.dtype == np.float32
         assert d.shape == (len(model.recipe.tokenize_documents([text])[0].token_ids), dim)
-        assert np.allclose(np.linalg.norm(q, axis=1), 1, atol=1e-5)
+        real = len(model.recipe.tokenize_queries([text])[0].windows[0].ids)  # the rest are zero padding
+        assert np.allclose(np.linalg.norm(q[:real], axis=1), 1, atol=1e-5) and not q[real:].any()
         assert np.allclose(np.linalg.norm(d, axis=1), 1, atol=1e-5)
 
 
@@ -128,11 +129,18 @@ def test_cli_models_lists_catalogue():
     assert "polycolbert-e5-small" in names and "jina-colbert-v2" in names
 
 
-def test_default_queries_repeat_real_token_vectors(model):
-    [query] = model.encode_queries(["Where is the Eiffel Tower?"])
-    n = len(model.recipe.tokenize_queries(["Where is the Eiffel Tower?"])[0].windows[0].ids)
-    assert model.spec.query_padding == "repeat"
-    assert np.allclose(query[n : 2 * n], query[:n]) and query.shape == (32, 128)
+def test_default_queries_pad_with_zero_vectors(model):
+    """32 rows as the API promises; the real tokens' rows are unit vectors, the rest zero, so the
+    score is MaxSim over the real tokens only, each weighing the same."""
+    text = "Where is the Eiffel Tower?"
+    [query] = model.encode_queries([text])
+    n = len(model.recipe.tokenize_queries([text])[0].windows[0].ids)
+    assert model.spec.query_padding == "zero" and query.shape == (32, 128) and n < 32
+    assert np.allclose(np.linalg.norm(query[:n], axis=1), 1.0, atol=1e-5)
+    assert not query[n:].any()
+    [doc] = model.encode_documents(["The Eiffel Tower is in Paris."])
+    real_tokens_only = float((query[:n] @ doc.T).max(axis=1).sum())
+    assert maxsim(query, doc) == pytest.approx(real_tokens_only, abs=1e-4)
 
 
 def test_recipe_with_text_prefixes_instead_of_markers(model, tmp_path):

@@ -186,3 +186,25 @@ def test_repeat_padding_cycles_real_token_rows(xlmr_tok):
     assert query.n_rows == 32 and window.source_rows == [i % n for i in range(32)]
     assert query.token_ids == [window.ids[i % n] for i in range(32)]
     assert query.n_tokens == 32
+
+
+def test_zero_padding_encodes_real_tokens_and_leaves_the_rest_empty(xlmr_tok):
+    spec = ModelSpec(
+        name="t",
+        layout="polycolbert",
+        backbone="xlm-roberta",
+        hidden_size=8,
+        head_dims=(128,),
+        query_marker_id=QUERY_MARKER,
+        doc_marker_id=DOC_MARKER,
+        query_padding="zero",
+    )
+    [query] = Recipe(spec, xlmr_tok).tokenize_queries(["Hello World"])
+    [window] = query.windows
+    pieces = xlmr_tok.encode("Hello World", add_special_tokens=False).ids
+    assert window.ids == [0, QUERY_MARKER, *pieces, 2] and window.attention == [1] * len(window.ids)
+    n = len(window.ids)
+    # output rows 0..n-1 come from the n real positions; rows n..31 are written by nobody (zero)
+    assert window.source_rows == list(range(n)) and window.target_rows == list(range(n))
+    assert query.n_rows == 32 and query.n_tokens == 32 and len(query.spans) == 32
+    assert query.token_ids == [*window.ids, *[spec.pad_id] * (32 - n)]

@@ -5,8 +5,8 @@ jina-colbert-v2 documents Stanford ColBERT as its reference path:
 
 * query: ``<s> [QueryMarker] tokens </s>`` cut to ``query_maxlen``, then padded with ``<mask>`` (attended
   to when the checkpoint says so), so a query is always exactly ``query_maxlen`` vectors (models whose
-  backbone never learnt ``<mask>`` expansion may instead repeat their real token vectors:
-  ``ModelSpec.query_padding``);
+  backbone never learnt ``<mask>`` expansion may instead repeat their real token vectors or pad with zero
+  vectors: ``ModelSpec.query_padding``);
 * document: ``<s> [DocumentMarker] tokens </s>`` cut to ``doc_maxlen``; rows whose id is in the punctuation
   skiplist are dropped. The skiplist is built the way Stanford builds it (first id of each
   ``string.punctuation`` symbol), not written by hand, because for SentencePiece vocabularies that
@@ -132,6 +132,13 @@ class Recipe:
             seq = [*head, *kept, spec.sep_id]
             n_real = len(seq)
             real_spans = [(0, 0)] * len(head) + offsets[: len(kept)] + [(0, 0)]
+            if spec.query_padding == "zero":
+                # Only real tokens go in and come out; rows n..query_maxlen-1 stay zero vectors.
+                window = Window(seq, [1] * n_real, list(range(n_real)), list(range(n_real)))
+                spans = real_spans + [(0, 0)] * (maxlen - n_real)
+                token_ids = seq + [spec.pad_id] * (maxlen - n_real)
+                result.append(TokenizedText([window], maxlen, spans, maxlen, len(ids) > room, token_ids))
+                continue
             if spec.query_padding == "repeat":
                 # Only real tokens go in; output row i is real token i mod n (still query_maxlen rows).
                 rows = [i % n_real for i in range(maxlen)]

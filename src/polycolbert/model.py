@@ -134,7 +134,8 @@ class ColBERT:
         batch_size: int = 32,
         progress: bool = False,
     ) -> list[np.ndarray]:
-        """One float32 ``[query_maxlen, dimensions]`` array of unit vectors per query."""
+        """One float32 ``[query_maxlen, dimensions]`` array per query: unit vectors, except that a model
+        with ``query_padding="zero"`` (the default model) leaves the rows after the real tokens zero."""
         dim = self.check_dimensions(dimensions)
         return self.encode_multi(texts, "query", (dim,), batch_size, progress)[dim]
 

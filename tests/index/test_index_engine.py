@@ -143,3 +143,21 @@ def test_compressed_sizes_once_the_codec_is_trained(tmp_path: Path) -> None:
         info = index.info()
     # 32 dims x 2 bits = 8 bytes of residual + a 2-byte code per token, plus two 128-byte .npy headers
     assert info["bytes_on_disk"]["vectors"] == tokens * (8 + 2) + 2 * 128 and info["centroids"] > 0
+
+
+def test_zero_padding_rows_change_no_result(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Queries of a ``query_padding="zero"`` model end in zero rows: they score 0 against every token,
+    so staged and exhaustive search must return exactly what the real rows alone return."""
+    docs = clustered_docs(800, dims=32, seed=7)
+    ix = Index.create(tmp_path / "ix", dimensions=32, nbits=2)
+    ids = [f"d{i}" for i in range(len(docs))]
+    ix.add(ids, ids=ids, vectors=docs)
+    monkeypatch.setattr(P, "BRUTE_FORCE_TOKENS", 0)  # the staged path, which probes centroids per row
+    real = [d[:5] for d in clustered_docs(20, dims=32, seed=101)]
+    padded = [np.vstack([q, np.zeros((32 - len(q), 32), np.float32)]) for q in real]
+    for exhaustive in (False, True):
+        a = ix.search(query_vectors=real, k=10, exhaustive=exhaustive)
+        b = ix.search(query_vectors=padded, k=10, exhaustive=exhaustive)
+        for x, y in zip(a, b, strict=True):
+            assert [h.id for h in x] == [h.id for h in y]
+            assert [h.score for h in x] == pytest.approx([h.score for h in y], abs=1e-5)

@@ -949,8 +949,13 @@ def _decode(state: dict[str, Any], positions: np.ndarray, search_frame: bool = F
 
 def _distinct_rows(q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """A query's distinct rows and how often each occurs: MaxSim sums over rows, so a repeated row
-    (queries padded by repetition, or a repeated word) is scored once and counted twice."""
+    (queries padded by repetition, or a repeated word) is scored once and counted twice. Zero rows
+    (``query_padding="zero"``) score 0 against everything, so they are dropped before any centroid is
+    probed for them."""
     rows, counts = np.unique(q, axis=0, return_counts=True)
+    nonzero = rows.any(axis=1)
+    if nonzero.any():
+        rows, counts = rows[nonzero], counts[nonzero]
     return rows, counts.astype(np.float32)
 
 

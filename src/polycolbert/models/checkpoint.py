@@ -342,9 +342,9 @@ def _recipe_prefix(recipe: dict[str, Any], key: str) -> str:
     return value
 
 
-def _query_padding(value: Any) -> Literal["mask", "repeat"]:
-    if value not in ("mask", "repeat"):
-        raise CheckpointError(f"recipe.query_padding must be 'mask' or 'repeat'; got {value!r}")
+def _query_padding(value: Any) -> Literal["mask", "repeat", "zero"]:
+    if value not in ("mask", "repeat", "zero"):
+        raise CheckpointError(f"recipe.query_padding must be 'mask', 'repeat' or 'zero'; got {value!r}")
     return value  # type: ignore[no-any-return]
 
 

@@ -284,17 +284,21 @@ class Trainer:
         return generator.sample(source, min(self.config.batch_size, len(source)))
 
     def _encode_batch(self, batch: list[TrainingExample]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Query states, the mask of their real rows, and document states of one batch.
+
+        The query mask matters for ``query_padding="zero"``, whose queries come with fewer than
+        query_maxlen rows: their padding rows must score zero in training as they do at inference."""
         documents = [e.positive for e in batch] + [n for e in batch for n in e.negatives]
         if self.lower_cache is not None:
             q_rows = run_upper(self.model, [self.lower_cache.queries[e.query] for e in batch], self.split)
             d_rows = run_upper(self.model, [self.lower_cache.documents[d] for d in documents], self.split)
-            q_states, _ = pad_rows(q_rows)
-            d_states, d_mask = pad_rows(d_rows)
-            return q_states, d_states, d_mask
+            q_states, q_mask = pad_rows(q_rows)
+            d_states, _ = pad_rows(d_rows)
+            return q_states, q_mask, d_states
         if self.config.train_backbone == "none" and self.cache is not None:
-            q_states, _ = pad_rows([self.cache.queries[e.query] for e in batch])
-            d_states, d_mask = pad_rows([self.cache.documents[d] for d in documents])
-            return q_states.to(self.device), d_states.to(self.device), d_mask.to(self.device)
+            q_states, q_mask = pad_rows([self.cache.queries[e.query] for e in batch])
+            d_states, _ = pad_rows([self.cache.documents[d] for d in documents])
+            return q_states.to(self.device), q_mask.to(self.device), d_states.to(self.device)
         return self._forward_with_grad([e.query for e in batch], documents)
 
     def _forward_with_grad(self, queries: list[str], documents: list[str]):
@@ -318,7 +322,7 @@ class Trainer:
                 padded[i, len(r) :] = r[0]  # repeat a real row: MaxSim needs no mask
                 mask[i, : len(r)] = True
             outputs.append((padded, mask))
-        return outputs[0][0], outputs[1][0], outputs[1][1]
+        return outputs[0][0], outputs[0][1], outputs[1][0]
 
     def _teacher_states(self, batch: list[TrainingExample], q_states: torch.Tensor, d_states: torch.Tensor):
         """The untrained backbone's states of this batch: the inputs themselves when it is frozen."""
@@ -330,7 +334,8 @@ class Trainer:
         return tq.to(self.device), td.to(self.device)
 
     def loss(self, batch: list[TrainingExample]) -> tuple[torch.Tensor, dict[str, float]]:
-        q_states, d_states, _ = self._encode_batch(batch)
+        q_states, q_mask, d_states = self._encode_batch(batch)
+        q_keep = q_mask.unsqueeze(-1).float()  # padding rows of zero-padded queries add nothing
         n = len(batch)
         positives = torch.arange(n, device=self.device)
         documents = [e.positive for e in batch] + [d for e in batch for d in e.negatives]
@@ -346,11 +351,11 @@ class Trainer:
         if self.config.self_distill_weight > 0 and self.state_mean is not None:
             with torch.no_grad():
                 raw_q, raw_d = self._teacher_states(batch, q_states, d_states)
-                tq = F.normalize(raw_q - self.state_mean, dim=-1)
+                tq = F.normalize(raw_q - self.state_mean, dim=-1) * q_keep
                 td = F.normalize(raw_d - self.state_mean, dim=-1)
                 teacher_inbatch = maxsim_scores(tq, td)
         for dim in self.config.dims:
-            q = F.normalize(self.heads(q_states, dim), dim=-1)
+            q = F.normalize(self.heads(q_states, dim), dim=-1) * q_keep
             d = F.normalize(self.heads(d_states, dim), dim=-1)
             scores = maxsim_scores(q, d)
             loss = contrastive_loss(scores, positives, self.config.temperature, exclude)
