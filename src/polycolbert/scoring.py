@@ -17,6 +17,18 @@ import numpy as np
 import torch
 
 
+def without_padding_rows(query: np.ndarray) -> np.ndarray:
+    """A query's rows minus all-zero ones: zero padding (``query_padding="zero"``) scores 0 against any
+    token, so search can skip it, and a store that normalises vectors (Qdrant cosine) never sees a
+    zero vector. A query with no nonzero row is returned unchanged (it scores 0 everywhere either way).
+
+    >>> without_padding_rows(np.array([[0.6, 0.8], [0, 0]], np.float32)).shape
+    (1, 2)
+    """
+    keep = np.asarray(query).any(axis=1)
+    return query[keep] if keep.any() else query
+
+
 def maxsim(query: np.ndarray, document: np.ndarray) -> float:
     """MaxSim of one query against one document (both ``[n, d]``)."""
     if len(document) == 0:

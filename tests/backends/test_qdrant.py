@@ -98,6 +98,24 @@ def test_add_search_matches_maxsim(store: QdrantBackend) -> None:
     assert (hit.id, hit.text, hit.metadata) == ("doc-3", "text 3", metadata[3])
 
 
+def test_zero_padded_queries_score_like_their_real_rows(store: QdrantBackend) -> None:
+    """Queries of a query_padding="zero" model end in zero rows; the collection (cosine) must score
+    them exactly like the real rows alone, with every prefetch mode."""
+    ids, texts, metadata, vectors = make_docs(60)
+    store.add(texts, ids=ids, metadata=metadata, vectors=vectors)
+    rng = np.random.default_rng(8)
+    real = [unit_rows(rng, 6) for _ in range(4)]
+    padded = [np.vstack([q, np.zeros((26, DIM), np.float32)]) for q in real]
+    for limit in (0, None):
+        a = store.search(["q"] * 4, k=10, query_vectors=real, prefetch_limit=limit)
+        b = store.search(["q"] * 4, k=10, query_vectors=padded, prefetch_limit=limit)
+        for x, y, query in zip(a, b, real, strict=True):
+            assert [h.id for h in x] == [h.id for h in y]
+            np.testing.assert_allclose(
+                [h.score for h in y], np.sort(maxsim_many(query, vectors))[::-1][:10], atol=1e-4
+            )
+
+
 def test_add_refuses_existing_ids_and_writes_nothing(store: QdrantBackend) -> None:
     ids, texts, _, vectors = make_docs(4)
     store.add(texts[:2], ids=ids[:2], vectors=vectors[:2])

@@ -42,6 +42,7 @@ import numpy as np
 
 from polycolbert.backends.base import Filter, SearchHit, validate_filter
 from polycolbert.backends.muvera import Muvera
+from polycolbert.scoring import without_padding_rows
 
 MULTI = "colbert"
 SINGLE = "prefetch"
@@ -522,6 +523,7 @@ class QdrantBackend:
             if len(query_vectors) != len(queries):
                 raise ValueError(f"got {len(query_vectors)} query vector arrays for {len(queries)} queries")
             arrays = [self._check_vectors(v, f"query_vectors[{i}]") for i, v in enumerate(query_vectors)]
+        arrays = [without_padding_rows(a) for a in arrays]
         chosen = 0 if exhaustive else prefetch_limit if prefetch_limit is not None else self.prefetch_limit
         limit = max(100, 10 * k) if chosen is None else int(chosen)
         requests = []

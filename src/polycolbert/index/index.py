@@ -51,6 +51,7 @@ from polycolbert.index.store import (
     set_meta,
     write_arrays,
 )
+from polycolbert.scoring import without_padding_rows
 
 FORMAT_VERSION = 1
 NO_MODEL = "none"
@@ -952,10 +953,7 @@ def _distinct_rows(q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     (queries padded by repetition, or a repeated word) is scored once and counted twice. Zero rows
     (``query_padding="zero"``) score 0 against everything, so they are dropped before any centroid is
     probed for them."""
-    rows, counts = np.unique(q, axis=0, return_counts=True)
-    nonzero = rows.any(axis=1)
-    if nonzero.any():
-        rows, counts = rows[nonzero], counts[nonzero]
+    rows, counts = np.unique(without_padding_rows(q), axis=0, return_counts=True)
     return rows, counts.astype(np.float32)
 
 
