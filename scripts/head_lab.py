@@ -171,11 +171,18 @@ def pool_lower_states(work: Path, recipe: str, model: ColBERT, pool: Pool, split
     return found
 
 
-def finish_pool_states(model: ColBERT, lower: dict, pool: Pool, split: int) -> dict[str, list[torch.Tensor]]:
-    """Last-layer states of a pool under ``model``'s top layers, in the pool's order."""
+def finish_pool_states(
+    model: ColBERT, lower: dict, pool: Pool, split: int, uniform: bool = False
+) -> dict[str, list[torch.Tensor]]:
+    """Last-layer states of a pool under ``model``'s top layers, in the pool's order.
+
+    ``uniform`` keeps each query's real-token rows once (as ``query_padding="zero"`` scores them) instead
+    of the 32 cycled rows the lab's cached ``repeat`` recipe gives."""
     out = {}
     for side, texts in (("queries", pool.queries), ("documents", pool.corpus)):
         table = final_states(model, lower[side], split)
+        if uniform and side == "queries":
+            table = {t: rows[: len(lower[side][t].hidden)] for t, rows in table.items()}
         out[side] = [table[text] for text in texts.values()]
     return out
 
@@ -303,6 +310,12 @@ def main() -> None:
         "--heads", action="append", default=[], help="NAME=FOLDER: score the heads of a saved checkpoint"
     )
     parser.add_argument("--top", action="append", choices=sorted(TOP_VARIANTS), help="top-layer variants")
+    parser.add_argument(
+        "--saved-top", action="append", default=[], help="NAME=FOLDER: score a saved top-layer checkpoint"
+    )
+    parser.add_argument(
+        "--uniform-queries", action="store_true", help="score queries' real rows once (query_padding=zero)"
+    )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
@@ -315,6 +328,10 @@ def main() -> None:
         model = ColBERT.load(str(model_folder(args.work, recipe)), dtype="float32" if args.top else "auto")
         top_checkpoints = {v: train_top(args.work, recipe, v, lab) for v in args.top or []}
         splits = {12 - TOP_VARIANTS[v]["top_layers"] for v in top_checkpoints}
+        for spec in args.saved_top:
+            name, _, folder = spec.partition("=")
+            top_checkpoints[name] = Path(folder)
+            splits.add(12 - json.loads((Path(folder) / "training.json").read_text())["config"]["top_layers"])
         shipped = packaged_folder(DEFAULT_MODEL)
         shipped_top = (shipped / UPDATE_FILE).exists()  # then the shipped heads belong to its top layers
         if splits and shipped_top:  # scored like a top variant, finished from the same split
@@ -323,7 +340,10 @@ def main() -> None:
         if splits:  # every system of this run sees the same one-window pool texts
             split = min(splits)
             lower = {p.name: pool_lower_states(args.work, recipe, model, p, split) for p in validation}
-            encoded = {p.name: finish_pool_states(model, lower[p.name], p, split) for p in validation}
+            encoded = {
+                p.name: finish_pool_states(model, lower[p.name], p, split, args.uniform_queries)
+                for p in validation
+            }
         else:
             encoded = {p.name: pool_states(args.work, recipe, model, p) for p in validation}
         rows = torch.cat([s.float() for e in encoded.values() for side in e.values() for s in side])
@@ -342,7 +362,8 @@ def main() -> None:
             trained = ColBERT.load(str(folder), dtype="float32")
             split = min(splits)  # layers below the variant's own split are unchanged, so this is exact
             states_of[variant] = {
-                p.name: finish_pool_states(trained, lower[p.name], p, split) for p in validation
+                p.name: finish_pool_states(trained, lower[p.name], p, split, args.uniform_queries)
+                for p in validation
             }
             systems[variant] = (trained.heads, 0)
         for name, (heads, centred) in systems.items():
