@@ -167,8 +167,8 @@ def test_length_sorted_batches_respect_limits():
         assert (len(batch) <= 2 and max(lengths[i] for i in batch) * len(batch) <= 300) or len(batch) == 1
 
 
-def test_repeat_padding_cycles_real_token_rows(xlmr_tok):
-    spec = ModelSpec(
+def _padding_spec(query_padding: str) -> ModelSpec:
+    return ModelSpec(
         name="t",
         layout="polycolbert",
         backbone="xlm-roberta",
@@ -176,8 +176,12 @@ def test_repeat_padding_cycles_real_token_rows(xlmr_tok):
         head_dims=(128,),
         query_marker_id=QUERY_MARKER,
         doc_marker_id=DOC_MARKER,
-        query_padding="repeat",
+        query_padding=query_padding,  # type: ignore[arg-type]
     )
+
+
+def test_repeat_padding_cycles_real_token_rows(xlmr_tok):
+    spec = _padding_spec("repeat")
     [query] = Recipe(spec, xlmr_tok).tokenize_queries(["Hello World"])
     [window] = query.windows
     pieces = xlmr_tok.encode("Hello World", add_special_tokens=False).ids
@@ -189,16 +193,7 @@ def test_repeat_padding_cycles_real_token_rows(xlmr_tok):
 
 
 def test_zero_padding_encodes_real_tokens_and_leaves_the_rest_empty(xlmr_tok):
-    spec = ModelSpec(
-        name="t",
-        layout="polycolbert",
-        backbone="xlm-roberta",
-        hidden_size=8,
-        head_dims=(128,),
-        query_marker_id=QUERY_MARKER,
-        doc_marker_id=DOC_MARKER,
-        query_padding="zero",
-    )
+    spec = _padding_spec("zero")
     [query] = Recipe(spec, xlmr_tok).tokenize_queries(["Hello World"])
     [window] = query.windows
     pieces = xlmr_tok.encode("Hello World", add_special_tokens=False).ids

@@ -45,10 +45,12 @@ def duplicate_positives(positives: list[str], documents: list[str]) -> torch.Ten
     batch drawn from one source often holds the same paragraph twice, or as another row's BM25
     negative; pushing a query away from a copy of its own answer is a false negative.
     """
-    exclude = torch.zeros(len(positives), len(documents), dtype=torch.bool)
-    for row, positive in enumerate(positives):
-        for column, document in enumerate(documents):
-            exclude[row, column] = column != row and document == positive
+    text_id = {text: i for i, text in enumerate(dict.fromkeys([*positives, *documents]))}
+    rows = torch.tensor([text_id[t] for t in positives])
+    columns = torch.tensor([text_id[t] for t in documents])
+    exclude = rows[:, None] == columns[None, :]
+    own = torch.arange(min(len(positives), len(documents)))
+    exclude[own, own] = False
     return exclude
 
 
