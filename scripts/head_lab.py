@@ -125,6 +125,8 @@ RECIPES = {
         "query_prefix": "query: ",
         "doc_prefix": "passage: ",
     },
+    # Query rows scored once each, as the default model does since 2026-11-29 (training matches inference).
+    "markers-zero": {"query_padding": "zero"},
 }
 
 
@@ -218,6 +220,8 @@ TOP_VARIANTS: dict[str, dict] = {
     "top4": {"limit": 600, "steps": 500, "top_layers": 4, "backbone_lr": 5e-5},
     # Passage data weighted up: QA sources and SciFact give up to 3,000 pairs each (translation stays 600).
     "top2-qa": {"limit": 600, "qa_limit": 3000, "steps": 1000, "top_layers": 2, "backbone_lr": 5e-5},
+    # Documents seen up to 500 tokens in training (SciFact abstracts are longer than the usual 256).
+    "top2-long": {"limit": 600, "steps": 500, "top_layers": 2, "backbone_lr": 5e-5, "doc_maxlen": POOL_WINDOW},
     "top2-sd0": {
         "limit": 600,
         "steps": 500,
@@ -240,18 +244,19 @@ def train_top(work: Path, recipe: str, variant: str, lab: dict[str, dict]) -> Pa
         init_heads="pca",
         train_backbone="top",
         self_distill_weight=settings.pop("self_distill_weight", 1.0),
-        doc_maxlen=256,
+        doc_maxlen=settings.pop("doc_maxlen", 256),
         seed=0,
         save_every=10**9,
         resume=False,
         **settings,
     )
-    mix = (limit, qa_limit)
+    mix = (limit, qa_limit, config.doc_maxlen)
     if mix not in lab["examples"]:
-        lab["examples"][mix] = training_examples(limit, qa_limit)
+        lab["examples"][mix] = training_examples(limit, qa_limit)  # same pairs whatever doc_maxlen
     examples = lab["examples"][mix]
     key = ("lower", recipe, mix, 12 - config.top_layers)
-    cache_path = work / f"train-lower{key[3]}-{recipe}-{limit}{f'-qa{qa_limit}' if qa_limit else ''}.pt"
+    longer = f"-len{config.doc_maxlen}" if config.doc_maxlen != 256 else ""
+    cache_path = work / f"train-lower{key[3]}-{recipe}-{limit}{f'-qa{qa_limit}' if qa_limit else ''}{longer}.pt"
     if key not in lab["states"] and cache_path.exists():
         lab["states"][key] = torch.load(cache_path, weights_only=False)
     started = time.perf_counter()

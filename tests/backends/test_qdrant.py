@@ -116,6 +116,34 @@ def test_zero_padded_queries_score_like_their_real_rows(store: QdrantBackend) ->
             )
 
 
+@pytest.mark.parametrize(
+    ("prefetch", "k", "asked", "expected"),
+    [
+        ("mean", 10, None, 100),
+        ("mean", 50, None, 500),
+        ("muvera", 10, None, 300),  # MUVERA needs ~3x the candidates for the same top-10 agreement
+        ("muvera", 20, None, 600),
+        ("muvera", 10, 40, 40),  # an explicit limit always wins
+        ("mean", 10, 0, None),  # 0: no prefetch, exact MaxSim over every point
+    ],
+)
+def test_prefetch_depth_sent_to_qdrant(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, prefetch: str, k: int, asked, expected
+) -> None:
+    store = QdrantBackend.create(
+        f"qdrant+local://{tmp_path}/d", model="toy", dimensions=DIM, prefetch=prefetch
+    )
+    ids, texts, _, vectors = make_docs(3)
+    store.add(texts, ids=ids, vectors=vectors)
+    sent = []
+    monkeypatch.setattr(
+        store.client, "query_batch_points", lambda collection, requests: sent.extend(requests) or []
+    )
+    store.search(["q"], k=k, query_vectors=[vectors[0]], prefetch_limit=asked)
+    store.close()
+    assert (sent[0].prefetch.limit if sent[0].prefetch is not None else None) == expected
+
+
 def test_add_refuses_existing_ids_and_writes_nothing(store: QdrantBackend) -> None:
     ids, texts, _, vectors = make_docs(4)
     store.add(texts[:2], ids=ids[:2], vectors=vectors[:2])

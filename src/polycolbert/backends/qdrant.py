@@ -52,6 +52,35 @@ DEFAULT_TIMEOUT = 10
 PREFETCH_KINDS = ("mean", "muvera", None)
 QUANTIZATIONS = (None, "scalar", "binary")
 DISTANCES = ("cosine", "dot")
+MEAN_PREFETCH_DEPTH = 100  # candidates for k <= 10; 10 per hit above
+MUVERA_PREFETCH_DEPTH = 300  # candidates for k <= 10; 30 per hit above
+
+
+def default_prefetch_limit(prefetch: str | None, k: int) -> int:
+    """Candidates the single vector brings when a search does not say: enough that exact MaxSim over them
+    keeps the top 10 of exhaustive MaxSim (>= 0.9 overlap on the scifact sample, docs/benchmarks.md).
+
+    MUVERA's one dot product tracks MaxSim more loosely than the mean vector's cosine does on
+    ColBERT-sized vectors, so it needs a deeper prefetch for the same agreement.
+
+    >>> [default_prefetch_limit(kind, k) for kind, k in (("mean", 10), ("muvera", 10), ("mean", 50))]
+    [100, 300, 500]
+    """
+    depth = MUVERA_PREFETCH_DEPTH if prefetch == "muvera" else MEAN_PREFETCH_DEPTH
+    return max(depth, depth // 10 * k)
+
+
+def single_vector(
+    prefetch: str | None, muvera: Muvera | None, vectors: np.ndarray, document: bool
+) -> np.ndarray | None:
+    """The prefetch vector of one multi-vector (what the HNSW index holds for a document and is asked
+    with for a query); ``None`` when the collection has no prefetch."""
+    if prefetch == "mean":
+        mean = vectors.mean(axis=0)
+        return mean if np.any(mean) else vectors[0]  # a zero mean has no cosine: fall back to one row
+    if prefetch == "muvera" and muvera is not None:
+        return muvera.encode_document(vectors) if document else muvera.encode_query(vectors)
+    return None
 
 
 def point_id(document_id: str) -> str:
@@ -359,13 +388,8 @@ class QdrantBackend:
         return array
 
     def _single(self, vectors: np.ndarray, document: bool) -> list[float] | None:
-        if self.prefetch == "mean":
-            mean = vectors.mean(axis=0)
-            return [float(x) for x in mean] if np.any(mean) else [float(x) for x in vectors[0]]
-        if self.prefetch == "muvera" and self.muvera is not None:
-            fde = self.muvera.encode_document(vectors) if document else self.muvera.encode_query(vectors)
-            return [float(x) for x in fde]
-        return None
+        single = single_vector(self.prefetch, self.muvera, vectors, document)
+        return None if single is None else [float(x) for x in single]
 
     # -- writing ------------------------------------------------------------------------------------
     def _points(
@@ -504,7 +528,8 @@ class QdrantBackend:
     ) -> list[list[SearchHit]]:
         """Top-``k`` per query: prefetch candidates by the single vector, then rank them by exact MaxSim.
 
-        ``prefetch_limit`` (default: the backend's, else ``max(100, 10 k)``) is how many candidates the
+        ``prefetch_limit`` (default: the backend's, else ``default_prefetch_limit``: ``max(100, 10 k)``
+        for the mean vector, ``max(300, 30 k)`` for MUVERA) is how many candidates the
         single vector brings; ``0`` (or ``exhaustive=True``) skips the prefetch and scans every point with
         exact MaxSim.
         """
@@ -525,7 +550,7 @@ class QdrantBackend:
             arrays = [self._check_vectors(v, f"query_vectors[{i}]") for i, v in enumerate(query_vectors)]
         arrays = [without_padding_rows(a) for a in arrays]
         chosen = 0 if exhaustive else prefetch_limit if prefetch_limit is not None else self.prefetch_limit
-        limit = max(100, 10 * k) if chosen is None else int(chosen)
+        limit = default_prefetch_limit(self.prefetch, k) if chosen is None else int(chosen)
         requests = []
         for array in arrays:
             single = self._single(array, document=False) if limit > 0 else None

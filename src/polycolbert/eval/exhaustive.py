@@ -13,7 +13,7 @@ compares this with one packed ``scatter_reduce`` call per query.
 >>> import numpy as np
 >>> q = [np.array([[1.0, 0.0], [0.0, 1.0]], np.float32)]
 >>> d = [np.array([[1.0, 0.0]], np.float32), np.array([[0.6, 0.8], [-1.0, 0.0]], np.float32)]
->>> maxsim_matrix(q, d).round(3).tolist()
+>>> [[round(float(x), 3) for x in row] for row in maxsim_matrix(q, d)]
 [[1.0, 1.4]]
 """
 

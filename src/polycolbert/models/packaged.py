@@ -12,11 +12,11 @@ row p serves position p counted from ``<s>``, while transformers' XLM-R reads ro
 stay zero); the vocab has 250037 rows of which the tokenizer uses 250002, so the ColBERT markers take
 the free rows 250002/250003, the ids jina-colbert-v2 gives them.
 
->>> backbone = load_e5_backbone()  # doctest: +SKIP
->>> tokenizer = load_e5_tokenizer()  # doctest: +SKIP
->>> ids = torch.tensor([tokenizer.encode("query: hello").ids])  # doctest: +SKIP
->>> backbone(ids, torch.ones_like(ids)).shape  # doctest: +SKIP
-torch.Size([1, 6, 384])
+>>> backbone = load_e5_backbone()
+>>> tokenizer = load_e5_tokenizer()
+>>> ids = torch.tensor([tokenizer.encode("query: hello").ids])
+>>> backbone(ids, torch.ones_like(ids)).shape
+torch.Size([1, 7, 384])
 """
 
 from __future__ import annotations
