@@ -220,6 +220,8 @@ TOP_VARIANTS: dict[str, dict] = {
     "top4": {"limit": 600, "steps": 500, "top_layers": 4, "backbone_lr": 5e-5},
     # Passage data weighted up: QA sources and SciFact give up to 3,000 pairs each (translation stays 600).
     "top2-qa": {"limit": 600, "qa_limit": 3000, "steps": 1000, "top_layers": 2, "backbone_lr": 5e-5},
+    # The shipped recipe with another seed: how far two runs of one recipe differ (the lab's noise).
+    "top2-seed1": {"limit": 600, "steps": 500, "top_layers": 2, "backbone_lr": 5e-5, "seed": 1},
     # Documents seen up to 500 tokens in training (SciFact abstracts are longer than the usual 256).
     "top2-long": {"limit": 600, "steps": 500, "top_layers": 2, "backbone_lr": 5e-5, "doc_maxlen": POOL_WINDOW},
     "top2-sd0": {
@@ -245,7 +247,7 @@ def train_top(work: Path, recipe: str, variant: str, lab: dict[str, dict]) -> Pa
         train_backbone="top",
         self_distill_weight=settings.pop("self_distill_weight", 1.0),
         doc_maxlen=settings.pop("doc_maxlen", 256),
-        seed=0,
+        seed=settings.pop("seed", 0),
         save_every=10**9,
         resume=False,
         **settings,
