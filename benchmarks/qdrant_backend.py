@@ -13,8 +13,10 @@ and nDCG@10 (ir-measures) plus the top-10 overlap with exhaustive MaxSim (comput
 (``single_vector``: cosine of the mean vector, or MUVERA's dot product), the top candidates by that score,
 then exact MaxSim over only those candidates (``maxsim_many``, timed per query). qdrant-client's local
 mode stores points pickled in SQLite and scores them in pure Python, so on a 2-core CPU it does not finish
-1,200 long scifact documents in useful time; the numpy engine gives the same rankings in seconds
-(``tests/backends/test_qdrant.py`` checks the backend returns exactly prefetch-then-MaxSim).
+1,200 long scifact documents in useful time; the numpy engine gives local mode's rankings in minutes
+(``tests/backends/test_qdrant.py`` checks the backend returns exactly prefetch-then-MaxSim). Its prefetch
+is an exact nearest-neighbour search, as in local mode; a server's HNSW is approximate and can only lose
+candidates, so server numbers may be slightly lower.
 
 Storage per document is measured, not assumed (Qdrant engine only): token rows per document, the
 float32 vector bytes they imply, the payload's JSON bytes, and the local-mode folder's bytes on disk;
