@@ -41,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from polycolbert.backends.muvera import Muvera
 from polycolbert.backends.qdrant import QdrantBackend, default_prefetch_limit, single_vector
-from polycolbert.eval.exhaustive import maxsim_matrix
+from polycolbert.eval.exhaustive import maxsim_matrix, top_k
 from polycolbert.eval.metrics import evaluate
 from polycolbert.scoring import maxsim_many, without_padding_rows
 from qdrant_vectors import load_scifact_vectors
@@ -146,10 +146,7 @@ def numpy_runs(
     """Prefetch then exact MaxSim, as the backend asks Qdrant for it, computed with numpy."""
     dim = docs[0].shape[1]
     queries = [without_padding_rows(q) for q in queries]  # as the backend sends them
-    exhaustive_run = {
-        q: {ids[i]: float(row[i]) for i in np.argsort(-row)[:100]}
-        for q, row in zip(qids, exact_scores, strict=True)
-    }
+    exhaustive_run = dict(zip(qids, top_k(exact_scores, ids, 100), strict=True))
     runs = [
         {
             "prefetch": "none (exhaustive)",

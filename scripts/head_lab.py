@@ -252,13 +252,13 @@ def train_top(work: Path, recipe: str, variant: str, lab: dict[str, dict]) -> Pa
         resume=False,
         **settings,
     )
-    mix = (limit, qa_limit, config.doc_maxlen)
+    mix = (limit, qa_limit)
     if mix not in lab["examples"]:
-        lab["examples"][mix] = training_examples(limit, qa_limit)  # same pairs whatever doc_maxlen
+        lab["examples"][mix] = training_examples(limit, qa_limit)
     examples = lab["examples"][mix]
-    key = ("lower", recipe, mix, 12 - config.top_layers)
+    key = ("lower", recipe, mix, config.doc_maxlen, 12 - config.top_layers)
     longer = f"-len{config.doc_maxlen}" if config.doc_maxlen != 256 else ""
-    cache_path = work / f"train-lower{key[3]}-{recipe}-{limit}{f'-qa{qa_limit}' if qa_limit else ''}{longer}.pt"
+    cache_path = work / f"train-lower{key[4]}-{recipe}-{limit}{f'-qa{qa_limit}' if qa_limit else ''}{longer}.pt"
     if key not in lab["states"] and cache_path.exists():
         lab["states"][key] = torch.load(cache_path, weights_only=False)
     started = time.perf_counter()

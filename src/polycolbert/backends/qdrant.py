@@ -52,8 +52,7 @@ DEFAULT_TIMEOUT = 10
 PREFETCH_KINDS = ("mean", "muvera", None)
 QUANTIZATIONS = (None, "scalar", "binary")
 DISTANCES = ("cosine", "dot")
-MEAN_PREFETCH_DEPTH = 100  # candidates for k <= 10; 10 per hit above
-MUVERA_PREFETCH_DEPTH = 300  # candidates for k <= 10; 30 per hit above
+PREFETCH_DEPTH = {"mean": 100, "muvera": 300}  # candidates for k <= 10; a tenth of it per hit above
 
 
 def default_prefetch_limit(prefetch: str | None, k: int) -> int:
@@ -66,7 +65,7 @@ def default_prefetch_limit(prefetch: str | None, k: int) -> int:
     >>> [default_prefetch_limit(kind, k) for kind, k in (("mean", 10), ("muvera", 10), ("mean", 50))]
     [100, 300, 500]
     """
-    depth = MUVERA_PREFETCH_DEPTH if prefetch == "muvera" else MEAN_PREFETCH_DEPTH
+    depth = PREFETCH_DEPTH.get(prefetch or "mean", PREFETCH_DEPTH["mean"])
     return max(depth, depth // 10 * k)
 
 
