@@ -12,7 +12,7 @@ sys.path.insert(0, str(Path(__file__).parents[1] / "index"))
 
 from index_helpers import HashEncoder
 
-from polycolbert.backends.base import Backend, open_backend
+from polycolbert.backends import Backend, open_backend
 from polycolbert.backends.local import LocalBackend
 
 WORDS = [f"w{i}" for i in range(12)]  # a small vocabulary: many shared words, some ties

@@ -11,7 +11,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "index"))
 from index_helpers import HashEncoder
 
-from polycolbert.backends.base import Backend, open_backend
+from polycolbert.backends import Backend, open_backend
 from polycolbert.backends.local import LocalBackend
 
 

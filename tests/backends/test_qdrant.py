@@ -16,7 +16,7 @@ import pytest
 
 pytest.importorskip("qdrant_client")
 
-from polycolbert.backends.base import Backend, open_backend
+from polycolbert.backends import Backend, open_backend
 from polycolbert.backends.muvera import Muvera
 from polycolbert.backends.qdrant import QdrantBackend, point_id, to_qdrant_filter
 from polycolbert.scoring import maxsim, maxsim_many

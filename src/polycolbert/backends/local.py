@@ -8,7 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from polycolbert.backends.base import Filter, SearchHit, validate_filter
+from polycolbert.documents import SearchHit
+from polycolbert.filters import Filter, validate_filter
 from polycolbert.index import Index
 
 

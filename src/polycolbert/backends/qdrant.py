@@ -40,8 +40,9 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-from polycolbert.backends.base import Filter, SearchHit, validate_filter
 from polycolbert.backends.muvera import Muvera
+from polycolbert.documents import SearchHit
+from polycolbert.filters import Filter, validate_filter
 from polycolbert.scoring import without_padding_rows
 
 MULTI = "colbert"
@@ -854,7 +855,7 @@ def _compile(filter: Filter) -> Any:
 
 
 def to_qdrant_filter(filter: Filter) -> Any:
-    """The portable filter (``backends/base.py``) as a ``qdrant_client.models.Filter`` over the payload.
+    """The portable filter (``polycolbert.filters``) as a ``qdrant_client.models.Filter`` over the payload.
 
     >>> f = to_qdrant_filter({"lang": "de", "year": {"$gte": 2020}})
     >>> [c.key for c in f.must]

@@ -21,7 +21,7 @@ import typer
 from polycolbert.cli.errors import friendly_errors
 
 if TYPE_CHECKING:
-    from polycolbert.index.index import DocumentBatch
+    from polycolbert.documents import DocumentBatch
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -165,7 +165,7 @@ def create(
     ] = None,
 ) -> None:
     """Create an empty index for one model at one size (an existing one is an error)."""
-    from polycolbert.backends.base import create_backend
+    from polycolbert.backends import create_backend
     from polycolbert.models.catalog import DEFAULT_MODEL
 
     given = {
@@ -209,7 +209,7 @@ def add(
     index commits the whole file at once (all or nothing; other writers wait until it is done). A Qdrant
     collection stores chunk after chunk: a failure part-way (e.g. the network) keeps the chunks before it.
     """
-    from polycolbert.backends.base import open_backend
+    from polycolbert.backends import open_backend
     from polycolbert.backends.local import LocalBackend
     from polycolbert.index import params
 
@@ -272,7 +272,7 @@ def _encoded_batches(
 
 
 def _encode_group(group: list[Document], encoder: Any, dimensions: int, batch_size: int) -> DocumentBatch:
-    from polycolbert.index.index import DocumentBatch
+    from polycolbert.documents import DocumentBatch
 
     ids, texts, metas = (list(column) for column in zip(*group, strict=True))
     if "batch_size" in inspect.signature(encoder.encode_documents).parameters:
@@ -298,7 +298,7 @@ def _progress_bar(total: int) -> Iterator[Callable[[int], None]]:
 @friendly_errors
 def delete(location: Location, ids: Annotated[list[str], typer.Argument(help="Document ids.")]) -> None:
     """Delete documents by id (unknown ids are counted, not an error)."""
-    from polycolbert.backends.base import open_backend
+    from polycolbert.backends import open_backend
 
     with contextlib.closing(open_backend(location)) as backend:
         print(json.dumps({"deleted": backend.delete(ids), "documents": backend.info()["documents"]}))
@@ -317,7 +317,8 @@ def search(
     output: Annotated[Path | None, typer.Option(help="Write a TREC run file instead of JSON lines.")] = None,
 ) -> None:
     """Search with one query (--query) or many (--queries); prints JSON or writes a TREC run."""
-    from polycolbert.backends.base import open_backend, validate_filter
+    from polycolbert.backends import open_backend
+    from polycolbert.filters import validate_filter
 
     if (query is None) == (queries is None):
         raise ValueError("give exactly one of --query TEXT or --queries FILE")
@@ -360,7 +361,7 @@ def info(
     location: Location, as_json: Annotated[bool, typer.Option("--json", help="Machine-readable.")] = False
 ) -> None:
     """Documents, tokens, bytes on disk and settings."""
-    from polycolbert.backends.base import open_backend
+    from polycolbert.backends import open_backend
 
     with contextlib.closing(open_backend(location)) as backend:
         data = backend.info()
@@ -375,7 +376,7 @@ def info(
 @friendly_errors
 def compact(location: Location) -> None:
     """Re-cluster the live tokens and drop deleted entries (also triggered automatically by drift)."""
-    from polycolbert.backends.base import open_backend
+    from polycolbert.backends import open_backend
 
     with contextlib.closing(open_backend(location)) as backend:
         result = backend.compact()

@@ -4,6 +4,7 @@
 >>> from polycolbert.index import DocumentBatch   # Index.add_stream(batches): big corpora, bounded memory
 """
 
-from polycolbert.index.index import DocumentBatch, Index
+from polycolbert.documents import DocumentBatch
+from polycolbert.index.index import Index
 
 __all__ = ["DocumentBatch", "Index"]

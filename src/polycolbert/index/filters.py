@@ -1,10 +1,10 @@
-"""Compile the portable filter language (``polycolbert.backends.base``) to SQLite over metadata JSON."""
+"""Compile the portable filter language (``polycolbert.filters``) to SQLite over metadata JSON."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from polycolbert.backends.base import Filter, validate_filter
+from polycolbert.filters import Filter, validate_filter
 
 _OPS = {"$eq": "=", "$ne": "!=", "$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
 

@@ -33,7 +33,8 @@ from typing import Any
 
 import numpy as np
 
-from polycolbert.backends.base import Filter, SearchHit
+from polycolbert.documents import DocumentBatch, SearchHit
+from polycolbert.filters import Filter
 from polycolbert.index import params as P
 from polycolbert.index.codec import Codec, choose_n_centroids
 from polycolbert.index.filters import compile_filter
@@ -55,16 +56,6 @@ from polycolbert.scoring import without_padding_rows
 
 FORMAT_VERSION = 1
 NO_MODEL = "none"
-
-
-@dataclass
-class DocumentBatch:
-    """Some documents for :meth:`Index.add_stream`, as ``add`` takes them (no ``vectors``: encode them)."""
-
-    texts: Sequence[str]
-    ids: Sequence[str] | None = None
-    metadata: Sequence[dict[str, Any]] | None = None
-    vectors: Sequence[np.ndarray] | None = None
 
 
 _Doc = tuple[str, str, dict[str, Any], np.ndarray]  # text, id, metadata, token vectors

@@ -21,7 +21,8 @@ from fastapi import APIRouter, Request
 from pydantic import Field, StrictBool, StrictInt, StrictStr
 from starlette.concurrency import run_in_threadpool
 
-from polycolbert.backends.base import Backend, create_backend, is_qdrant, open_backend, validate_filter
+from polycolbert.backends import Backend, create_backend, is_qdrant, open_backend
+from polycolbert.filters import validate_filter
 from polycolbert.server.errors import APIError
 from polycolbert.server.routes_jina import read_request
 from polycolbert.server.schemas import MAX_INPUTS, Strict
