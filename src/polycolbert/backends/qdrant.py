@@ -42,7 +42,7 @@ import numpy as np
 
 from polycolbert.backends.muvera import Muvera
 from polycolbert.documents import SearchHit
-from polycolbert.filters import Filter, validate_filter
+from polycolbert.filters import And, Compare, Expr, Filter, Not, Or, parse_filter
 from polycolbert.scoring import without_padding_rows
 
 MULTI = "colbert"
@@ -769,27 +769,6 @@ def _model_and_dims(model: Any, dimensions: int | None) -> tuple[str, int]:
 
 
 # -- filters ------------------------------------------------------------------------------------------
-def _key(name: str) -> str:
-    if not all(name.split(".")):
-        raise ValueError(f"filter field {name!r}: use dot-separated names")
-    return f"metadata.{name}"
-
-
-def _is_strict_scalar(value: Any) -> bool:
-    return isinstance(value, str | bool | int)
-
-
-def _range_value(where: str, value: Any) -> tuple[str, Any]:
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return "number", value
-    try:
-        return "datetime", datetime.fromisoformat(value)
-    except (TypeError, ValueError):
-        raise ValueError(
-            f"{where}: Qdrant compares strings only as ISO 8601 datetimes; got {value!r}"
-        ) from None
-
-
 def _equals(key: str, value: Any) -> Any:
     from qdrant_client import models
 
@@ -802,64 +781,60 @@ def _equals(key: str, value: Any) -> Any:
     return models.FieldCondition(key=key, match=models.MatchValue(value=value))
 
 
-def _comparison(name: str, op: str, operand: Any) -> tuple[list[Any], list[Any]]:
-    """``(must, must_not)`` conditions for one comparison, with the embedded index's NULL semantics."""
+def _payload_key(field: str) -> str:
+    """Qdrant's JSON path to a metadata field; parts that are not letters, digits, ``_``, ``-`` are quoted."""
+    parts = (p if all(c.isalnum() or c in "_-" for c in p) else f'"{p}"' for p in field.split("."))
+    return "metadata." + ".".join(parts)
+
+
+def _any_of(key: str, values: tuple[Any, ...]) -> Any:
+    """One condition true when the field equals any of ``values`` (false for an empty list)."""
     from qdrant_client import models
 
-    key = _key(name)
-    where = f"filter.{name}.{op}"
-    if op == "$eq":
-        return [_equals(key, operand)], []
-    if op == "$ne":
-        return [], [_equals(key, operand)]
-    if op in ("$in", "$nin"):
-        if not operand:  # nothing is in an empty list
-            return ([models.HasIdCondition(has_id=[])], []) if op == "$in" else ([], [])
-        same_type = all(isinstance(v, str) for v in operand) or all(
-            isinstance(v, int) and not isinstance(v, bool) for v in operand
-        )
-        if same_type:
-            condition: Any = models.FieldCondition(key=key, match=models.MatchAny(any=list(operand)))
-        else:
-            condition = models.Filter(should=[_equals(key, v) for v in operand])
-        return ([condition], []) if op == "$in" else ([], [condition])
-    kind, value = _range_value(where, operand)
-    bound = {"$gt": "gt", "$gte": "gte", "$lt": "lt", "$lte": "lte"}[op]
-    if kind == "number":
-        return [models.FieldCondition(key=key, range=models.Range(**{bound: value}))], []
-    return [models.FieldCondition(key=key, range=models.DatetimeRange(**{bound: value}))], []
+    if not values:
+        return models.HasIdCondition(has_id=[])
+    same_type = all(isinstance(v, str) for v in values) or all(
+        isinstance(v, int) and not isinstance(v, bool) for v in values
+    )
+    if same_type:
+        return models.FieldCondition(key=key, match=models.MatchAny(any=list(values)))
+    return models.Filter(should=[_equals(key, v) for v in values])
 
 
-def _compile(filter: Filter) -> Any:
+def _condition(expr: Compare) -> Any:
+    """The positive condition of one comparison (``$ne``/``$nin`` are negated by the caller)."""
     from qdrant_client import models
 
-    must: list[Any] = []
-    must_not: list[Any] = []
-    for key, item in filter.items():
-        if key == "$and":
-            must.extend(_compile(sub) for sub in item)
-        elif key == "$or":
-            must.append(models.Filter(should=[_compile(sub) for sub in item]))
-        elif key == "$not":
-            must_not.append(_compile(item))
-        elif isinstance(item, dict):
-            for op, operand in item.items():
-                yes, no = _comparison(key, op, operand)
-                must.extend(yes)
-                must_not.extend(no)
-        else:
-            yes, no = _comparison(key, "$eq", item)
-            must.extend(yes)
-            must_not.extend(no)
-    return models.Filter(must=must or None, must_not=must_not or None)
+    key = _payload_key(expr.field)
+    if expr.op in ("$eq", "$ne"):
+        return _equals(key, expr.operand)
+    if expr.op in ("$in", "$nin"):
+        return _any_of(key, expr.operand)
+    bound = {"$gt": "gt", "$gte": "gte", "$lt": "lt", "$lte": "lte"}[expr.op]
+    if isinstance(expr.operand, datetime):
+        return models.FieldCondition(key=key, range=models.DatetimeRange(**{bound: expr.operand}))
+    return models.FieldCondition(key=key, range=models.Range(**{bound: expr.operand}))
+
+
+def _compile(expr: Expr) -> Any:
+    from qdrant_client import models
+
+    if isinstance(expr, And):
+        return models.Filter(must=[_compile(sub) for sub in expr.items])
+    if isinstance(expr, Or):
+        return models.Filter(should=[_compile(sub) for sub in expr.items])
+    if isinstance(expr, Not):
+        return models.Filter(must_not=[_compile(expr.item)])
+    if expr.op in ("$ne", "$nin"):
+        return models.Filter(must_not=[_condition(expr)])
+    return models.Filter(must=[_condition(expr)])
 
 
 def to_qdrant_filter(filter: Filter) -> Any:
     """The portable filter (``polycolbert.filters``) as a ``qdrant_client.models.Filter`` over the payload.
 
     >>> f = to_qdrant_filter({"lang": "de", "year": {"$gte": 2020}})
-    >>> [c.key for c in f.must]
+    >>> [c.must[0].key for c in f.must]
     ['metadata.lang', 'metadata.year']
     """
-    validate_filter(filter)
-    return _compile(filter)
+    return _compile(parse_filter(filter))
