@@ -7,6 +7,7 @@ integers, non-integer floats, booleans, null, missing fields, arrays, nested obj
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -78,7 +79,7 @@ any_filters = st.one_of(
 
 
 @pytest.fixture(scope="module")
-def both(tmp_path_factory: pytest.TempPathFactory) -> tuple[Index, QdrantBackend]:
+def both(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Index, QdrantBackend]]:
     root: Path = tmp_path_factory.mktemp("filters")
     rng = np.random.default_rng(0)
     vectors = []
@@ -91,7 +92,9 @@ def both(tmp_path_factory: pytest.TempPathFactory) -> tuple[Index, QdrantBackend
     index.add(texts, ids=ids, metadata=METADATA, vectors=vectors)
     qdrant = QdrantBackend.create(f"qdrant+local://{root}/q/docs", model="toy", dimensions=DIM)
     qdrant.add(texts, ids=ids, metadata=METADATA, vectors=vectors)
-    return index, qdrant
+    yield index, qdrant
+    qdrant.close()
+    index.close()
 
 
 def _matches(store: Any, filter: Any) -> set[str] | str:
