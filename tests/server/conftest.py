@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from live import IN_PROCESS
 
 from polycolbert.server.app import create_app, load_registry
 
@@ -18,7 +19,7 @@ def registry():
 def client(registry):
     from fastapi.testclient import TestClient
 
-    app = create_app(registry, keys=[])
+    app = create_app(registry, keys=[], site=IN_PROCESS)
     app.router.lifespan_context = _no_close  # the session registry outlives each app
     with TestClient(app) as test_client:
         yield test_client

@@ -9,6 +9,11 @@ from contextlib import contextmanager
 
 import uvicorn
 
+from polycolbert.server.cross_site import SitePolicy
+
+IN_PROCESS = SitePolicy(allowed_hosts=("testserver",))
+"""What an app driven by Starlette's TestClient needs: its requests carry ``Host: testserver``."""
+
 
 def free_port() -> int:
     with socket.socket() as sock:

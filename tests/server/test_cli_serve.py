@@ -5,8 +5,8 @@ from __future__ import annotations
 from typer.testing import CliRunner
 
 from polycolbert.cli import app
-from polycolbert.cli.serve import is_loopback
 from polycolbert.server.auth import load_keys
+from polycolbert.server.cross_site import is_loopback
 
 
 def test_refuses_public_bind_without_keys(monkeypatch):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
+from live import IN_PROCESS
 
 from polycolbert.server.app import create_app
 from polycolbert.server.body import MAX_BODY_BYTES
@@ -77,7 +78,7 @@ def test_body_problems(client):
 def test_auth(registry, monkeypatch):
     from fastapi.testclient import TestClient
 
-    app = create_app(registry, keys=["k1", "secret-two"])
+    app = create_app(registry, keys=["k1", "secret-two"], site=IN_PROCESS)
     client = TestClient(app)
     check_error(client.post("/v1/multi-vector", json=OK), 401, "AUTH_MISSING_API_KEY")
     check_error(
@@ -114,7 +115,7 @@ def test_full_queue_answers_429_with_retry_after(registry, monkeypatch):
     monkeypatch.setattr(slow, "model", type("Slow", (), {"encode_tokenized": staticmethod(slowly)})())
     small = Registry()
     small.add("polycolbert-e5-small", served.model, slow)
-    client = TestClient(create_app(small, keys=[]))
+    client = TestClient(create_app(small, keys=[], site=IN_PROCESS))
     with ThreadPoolExecutor(6) as pool:
         responses = list(pool.map(lambda _: client.post("/v1/multi-vector", json=OK), range(6)))
     statuses = sorted(r.status_code for r in responses)
@@ -164,7 +165,7 @@ def test_declared_oversize_body_refused_before_reading(client):
 def test_request_token_cap(registry):
     from fastapi.testclient import TestClient
 
-    client = TestClient(create_app(registry, keys=[], max_request_tokens=100))
+    client = TestClient(create_app(registry, keys=[], max_request_tokens=100, site=IN_PROCESS))
     ok = client.post("/v1/multi-vector", json={**OK, "input": ["short"] * 2, "input_type": "query"})
     assert ok.status_code == 200  # 2 queries x 32 tokens = 64
     refused = client.post("/v1/multi-vector", json={**OK, "input": ["short"] * 4, "input_type": "query"})

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import schemathesis
 from hypothesis import HealthCheck, settings
+from live import IN_PROCESS
 
 from polycolbert.server.app import create_app, load_registry
 
 _registry = load_registry([], dtype="float32")
-app = create_app(_registry, keys=[])
+app = create_app(_registry, keys=[], site=IN_PROCESS)
 schema = schemathesis.openapi.from_asgi("/openapi.json", app)
 # Both valid requests and ones that break the schema on purpose (wrong types, missing fields, extras).
 schema.config.generation.update(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from fastapi.testclient import TestClient
+from live import IN_PROCESS
 
 from polycolbert.server.app import create_app
 
@@ -19,7 +20,7 @@ def api(request, registry, tmp_path):
     """The same routes over a folder of embedded indexes and over Qdrant (local mode) collections."""
     root = str(tmp_path) if request.param == "folder" else f"qdrant+local://{tmp_path}/qdrant"
     # No `with`: the app's lifespan would close the session-wide registry's batchers on exit.
-    client = TestClient(create_app(registry, keys=[], index_root=root))
+    client = TestClient(create_app(registry, keys=[], index_root=root, site=IN_PROCESS))
     client.backend_kind = request.param
     yield client
     client.app.state.indexes.close()
@@ -80,6 +81,6 @@ def test_index_errors(api, registry):
     check(api.post("/v1/indexes/x/search", json={"queries": ["q"], "k": 0}), 422)
     check(api.post("/v1/indexes/x/search", json={"queries": ["q"], "filter": {"$bad": 1}}), 400)
     check(api.post("/v1/indexes/x/documents", json={"documents": []}), 422)
-    no_root = TestClient(create_app(registry, keys=[]))
+    no_root = TestClient(create_app(registry, keys=[], site=IN_PROCESS))
     check(no_root.get("/v1/indexes/x"), 404)
     assert no_root.get("/v1/indexes").json()["data"] == []

@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 
 import pytest
-from live import live_server
+from live import IN_PROCESS, live_server
 
 from polycolbert.server.app import create_app
 
@@ -74,7 +74,7 @@ def test_key_is_asked_for_and_kept_in_the_session(registry, browser):
 def test_index_mode_shows_index_size(registry, browser, tmp_path):
     from fastapi.testclient import TestClient
 
-    app = create_app(registry, keys=[], index_root=tmp_path)
+    app = create_app(registry, keys=[], index_root=tmp_path, site=IN_PROCESS)
     client = TestClient(app)
     client.post("/v1/indexes", json={"name": "cities"})
     client.post(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 from pathlib import Path
 from typing import Annotated
@@ -12,15 +11,6 @@ import typer
 from polycolbert.cli.errors import friendly_errors
 
 app = typer.Typer()
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 @app.command()
@@ -47,12 +37,21 @@ def serve(
     ] = 262_144,
     batching: Annotated[bool, typer.Option(help="Merge concurrent requests into shared batches.")] = True,
     aliases: Annotated[bool, typer.Option(help="Answer 'jina-colbert-v2' with the default model.")] = True,
+    allowed_host: Annotated[
+        list[str] | None,
+        typer.Option(help="Host name answered besides loopback names and --host (DNS rebinding guard)."),
+    ] = None,
+    allowed_origin: Annotated[
+        list[str] | None,
+        typer.Option(help="Web page origin (scheme://host:port) allowed to call the API; * for any."),
+    ] = None,
 ) -> None:
     """Serve /v1/multi-vector, /v1/embeddings and /v1/rerank (Jina's API) for local models."""
     import uvicorn
 
     from polycolbert.server.app import create_app, load_registry
     from polycolbert.server.auth import load_keys
+    from polycolbert.server.cross_site import SitePolicy, is_loopback
 
     keys = load_keys(keys_file)
     if not keys and not is_loopback(host):
@@ -67,7 +66,13 @@ def serve(
         )
     registry = load_registry(model or [], dtype, max_queue, max_batch_tokens, batching, aliases)
     uvicorn.run(
-        create_app(registry, keys, max_request_tokens, index_root=index_root),
+        create_app(
+            registry,
+            keys,
+            max_request_tokens,
+            index_root=index_root,
+            site=SitePolicy(host, tuple(allowed_host or ()), tuple(allowed_origin or ())),
+        ),
         host=host,
         port=port,
         timeout_graceful_shutdown=30,

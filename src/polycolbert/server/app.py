@@ -26,6 +26,7 @@ from polycolbert import __version__
 from polycolbert.server import errors
 from polycolbert.server.auth import check_authorization
 from polycolbert.server.batching import Batcher
+from polycolbert.server.cross_site import SitePolicy, check_cross_site
 from polycolbert.server.index_routes import IndexStore
 from polycolbert.server.index_routes import router as index_router
 from polycolbert.server.metrics import Metrics
@@ -71,8 +72,13 @@ def create_app(
     keys: Sequence[str],
     max_request_tokens: int = MAX_REQUEST_TOKENS,
     index_root: str | Path | None = None,
+    site: SitePolicy | None = None,
 ) -> FastAPI:
-    """The app over already loaded models; ``keys`` empty means no authentication (loopback only)."""
+    """The app over already loaded models; ``keys`` empty means no authentication (loopback only).
+
+    ``site`` says which Host names and Origin pages are answered (``server/cross_site.py``); the default
+    serves loopback names and same-origin pages only.
+    """
     metrics = Metrics()
 
     @asynccontextmanager
@@ -89,6 +95,7 @@ def create_app(
     )
     app.state.registry, app.state.metrics, app.state.keys = registry, metrics, list(keys)
     app.state.max_request_tokens = max_request_tokens
+    app.state.site = site or SitePolicy()
     app.add_exception_handler(errors.APIError, errors.handle_api_error)
     app.add_exception_handler(RequestValidationError, errors.handle_validation_error)
     app.add_exception_handler(StarletteHTTPException, errors.handle_http_error)
@@ -102,6 +109,7 @@ def create_app(
         started = time.perf_counter()
         route = request.url.path
         try:
+            check_cross_site(request.method, request.headers, app.state.site)
             if route.startswith("/v1/"):
                 check_authorization(request.headers.get("authorization"), app.state.keys)
             response = await call_next(request)

@@ -2,12 +2,14 @@
 
 Jina's release note shows curl bodies with ``# ...`` remarks after values (``"dimensions": 128, # or 64``).
 Strict JSON rejects them; we accept them (outside strings only) so those commands work unchanged,
-and otherwise keep JSON strict.
+and otherwise keep JSON strict: ``NaN``/``Infinity`` literals (which Python's parser accepts) are refused
+with the path of the field that holds one, since no store or client can round-trip them.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from polycolbert.server.errors import APIError
@@ -72,7 +74,31 @@ def parse_body(raw: bytes) -> Any:
         raise APIError(400, "INVALID_JSON", f"Request body is not valid JSON: {error}") from None
     if "\\u" in text:  # only escapes can smuggle in an unpaired surrogate (not valid Unicode text)
         _check_unicode(payload)
+    if "NaN" in text or "Infinity" in text or "e" in text or "E" in text:  # 1e999 parses as inf too
+        where = non_finite_path(payload)
+        if where is not None:
+            raise APIError(
+                400, "INVALID_JSON", f"{where}: NaN and Infinity are not JSON numbers; send a number or null"
+            )
     return payload
+
+
+def non_finite_path(payload: Any, path: str = "body") -> str | None:
+    """Where the first NaN/Infinity literal sits in parsed JSON (``input[2].score``), or None.
+
+    >>> non_finite_path({"input": ["a", {"score": float("nan")}]})
+    'input[1].score'
+    """
+    stack: list[tuple[str, Any]] = [("", payload)]
+    while stack:
+        where, item = stack.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            return where or path
+        if isinstance(item, dict):
+            stack.extend((f"{where}.{k}" if where else str(k), v) for k, v in item.items())
+        elif isinstance(item, list):
+            stack.extend((f"{where}[{i}]", v) for i, v in enumerate(item))
+    return None
 
 
 def _loads(text: str) -> Any:
