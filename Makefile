@@ -24,8 +24,8 @@ encode-sample: setup
 	$(BIN)/polycolbert encode --input-type document "Late interaction keeps one vector per token." "Späte Interaktion behält einen Vektor pro Token."
 
 lint: setup
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks scripts
+	$(BIN)/ruff format --check src tests benchmarks scripts
 
 typecheck: setup
 	$(BIN)/mypy

@@ -49,8 +49,8 @@ class Corpus:
 
 
 def scifact(dims: int = 128) -> Corpus:
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from qdrant_vectors import load_scifact_vectors
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # shared with the slow tests
+    from scifact_vectors import load_scifact_vectors
 
     encoded = load_scifact_vectors(dims=(dims,))
     ds: Any = encoded.dataset

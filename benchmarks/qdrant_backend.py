@@ -37,14 +37,14 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # scifact_vectors, shared with tests
 
 from polycolbert.backends.muvera import Muvera
 from polycolbert.backends.qdrant import QdrantBackend, default_prefetch_limit, single_vector
 from polycolbert.eval.exhaustive import maxsim_matrix, top_k
 from polycolbert.eval.metrics import evaluate
 from polycolbert.scoring import maxsim_many, without_padding_rows
-from qdrant_vectors import load_scifact_vectors
+from scifact_vectors import load_scifact_vectors
 
 
 def folder_bytes(folder: Path) -> int:

@@ -223,7 +223,13 @@ TOP_VARIANTS: dict[str, dict] = {
     # The shipped recipe with another seed: how far two runs of one recipe differ (the lab's noise).
     "top2-seed1": {"limit": 600, "steps": 500, "top_layers": 2, "backbone_lr": 5e-5, "seed": 1},
     # Documents seen up to 500 tokens in training (SciFact abstracts are longer than the usual 256).
-    "top2-long": {"limit": 600, "steps": 500, "top_layers": 2, "backbone_lr": 5e-5, "doc_maxlen": POOL_WINDOW},
+    "top2-long": {
+        "limit": 600,
+        "steps": 500,
+        "top_layers": 2,
+        "backbone_lr": 5e-5,
+        "doc_maxlen": POOL_WINDOW,
+    },
     "top2-sd0": {
         "limit": 600,
         "steps": 500,
@@ -258,7 +264,9 @@ def train_top(work: Path, recipe: str, variant: str, lab: dict[str, dict]) -> Pa
     examples = lab["examples"][mix]
     key = ("lower", recipe, mix, config.doc_maxlen, 12 - config.top_layers)
     longer = f"-len{config.doc_maxlen}" if config.doc_maxlen != 256 else ""
-    cache_path = work / f"train-lower{key[4]}-{recipe}-{limit}{f'-qa{qa_limit}' if qa_limit else ''}{longer}.pt"
+    cache_path = (
+        work / f"train-lower{key[4]}-{recipe}-{limit}{f'-qa{qa_limit}' if qa_limit else ''}{longer}.pt"
+    )
     if key not in lab["states"] and cache_path.exists():
         lab["states"][key] = torch.load(cache_path, weights_only=False)
     started = time.perf_counter()

@@ -54,10 +54,10 @@ def test_every_command_on_a_qdrant_url(url: str, tmp_path: Path) -> None:
     code, out = invoke("search", url, "--query", "zebrafish hearts", "--k", "3")
     hits = json.loads(out)["hits"]
     assert code == 0 and hits[0]["id"] == "a" and len(hits) == 3
-    assert hits[0]["text"] == "Fish\nzebrafish regenerate hearts" and hits[0]["metadata"]["lang"] == "en"
+    assert hits[0]["text"] == "Fish zebrafish regenerate hearts" and hits[0]["metadata"]["lang"] == "en"
     # the score is exact MaxSim of the hash encoder's vectors (an independent computation)
     q = HashEncoder().encode_queries(["zebrafish hearts"], 16)[0]
-    d = HashEncoder().encode_documents(["Fish\nzebrafish regenerate hearts"], 16)[0]
+    d = HashEncoder().encode_documents(["Fish zebrafish regenerate hearts"], 16)[0]
     assert hits[0]["score"] == pytest.approx(float(maxsim(q, d)), abs=1e-4)
 
     code, out = invoke("search", url, "--query", "pie", "--filter", '{"lang": "en"}', "--exhaustive")

@@ -6,7 +6,6 @@ A real server is exercised only when ``QDRANT_URL`` is set (``QDRANT_API_KEY`` o
 from __future__ import annotations
 
 import os
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -364,8 +363,7 @@ def scifact_vectors():
     root = Path("/work/shared/data/scifact")
     if not root.exists():
         pytest.skip("scifact is not in /work/shared/data")
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-    from qdrant_vectors import load_scifact_vectors, subset
+    from scifact_vectors import load_scifact_vectors, subset
 
     # Encoding all 5,183 documents takes most of an hour on a 2-core CPU the first time (cached in the
     # evaluation cache afterwards). The agreement runs on 1,200 of them (every judged-relevant one plus

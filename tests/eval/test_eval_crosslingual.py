@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 from eval_fixtures import write_beir
 
+from polycolbert.corpus import CorpusError
 from polycolbert.eval.crosslingual import crosslingual_pool, load_spec, mixed_pool, sibling_languages
-from polycolbert.eval.datasets import DatasetError
 
 
 @pytest.fixture
@@ -48,15 +48,15 @@ def test_spec_strings(parallel: Path) -> None:
     assert load_spec(f"{parallel / 'xq-de'}@en").name == "xq-de@en"
     assert load_spec(f"{parallel / 'xq-de'}@mixed").name == "xq-de@mixed"
     assert load_spec(parallel / "xq-de").name == "xq-de"
-    with pytest.raises(DatasetError, match="two-letter language code"):
+    with pytest.raises(CorpusError, match="two-letter language code"):
         load_spec(f"{parallel / 'xq-de'}@english")
-    with pytest.raises(DatasetError, match="not found"):
+    with pytest.raises(CorpusError, match="not found"):
         load_spec(f"{parallel / 'xq-de'}@fr")
 
 
 def test_non_parallel_folders_are_refused(parallel: Path) -> None:
     write_beir(parallel / "xq-fr", {"other": "x"}, {"q1": "y"}, [("q1", "other", 1)], language="fr")
-    with pytest.raises(DatasetError, match="not parallel"):
+    with pytest.raises(CorpusError, match="not parallel"):
         crosslingual_pool(parallel / "xq-de", "fr")
-    with pytest.raises(DatasetError, match="<family>-<lang>"):
+    with pytest.raises(CorpusError, match="<family>-<lang>"):
         crosslingual_pool(parallel / "xq-de" / "qrels", "en")

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 from eval_fixtures import write_beir
 
-from polycolbert.eval.datasets import DatasetError, guess_language, load_beir
+from polycolbert.corpus import CorpusError
+from polycolbert.eval.datasets import guess_language, load_beir
 
 
 def test_reads_judged_queries_only_and_prepends_titles(toy_dataset: Path) -> None:
@@ -41,12 +42,12 @@ def test_language_from_sources_or_folder_name(tmp_path: Path) -> None:
 @pytest.mark.parametrize("missing", ["corpus.jsonl", "queries.jsonl", "qrels/test.tsv"])
 def test_missing_file_is_named(toy_dataset: Path, missing: str) -> None:
     (toy_dataset / missing).unlink()
-    with pytest.raises(DatasetError, match=missing.replace("/", r"[/\\]")):
+    with pytest.raises(CorpusError, match=missing.replace("/", r"[/\\]")):
         load_beir(toy_dataset)
 
 
 def test_missing_folder(tmp_path: Path) -> None:
-    with pytest.raises(DatasetError, match="dataset folder not found"):
+    with pytest.raises(CorpusError, match="dataset folder not found"):
         load_beir(tmp_path / "nope")
 
 
@@ -55,7 +56,7 @@ def test_bad_json_line_names_file_and_line(toy_dataset: Path) -> None:
     lines = path.read_text().splitlines()
     lines[2] = '{"_id": "q3", "text": "broken'
     path.write_text("\n".join(lines) + "\n")
-    with pytest.raises(DatasetError, match=r"queries\.jsonl:3: not valid JSON"):
+    with pytest.raises(CorpusError, match=r"queries\.jsonl:3: not valid JSON"):
         load_beir(toy_dataset)
 
 
@@ -64,28 +65,28 @@ def test_record_without_text_names_line(toy_dataset: Path) -> None:
     lines = path.read_text().splitlines()
     lines[1] = json.dumps({"_id": "d2", "title": "x"})
     path.write_text("\n".join(lines) + "\n")
-    with pytest.raises(DatasetError, match=r"corpus\.jsonl:2: 'text' must be a string"):
+    with pytest.raises(CorpusError, match=r"corpus\.jsonl:2: 'text' must be a string"):
         load_beir(toy_dataset)
 
 
 def test_duplicate_id(toy_dataset: Path) -> None:
     path = toy_dataset / "corpus.jsonl"
     path.write_text(path.read_text() + json.dumps({"_id": "d1", "text": "again"}) + "\n")
-    with pytest.raises(DatasetError, match=r"corpus\.jsonl:5: duplicate _id 'd1' \(first on line 1\)"):
+    with pytest.raises(CorpusError, match=r"corpus\.jsonl:5: duplicate _id 'd1' \(first on line 1\)"):
         load_beir(toy_dataset)
 
 
 def test_qrels_naming_unknown_document(toy_dataset: Path) -> None:
     path = toy_dataset / "qrels" / "test.tsv"
     path.write_text(path.read_text() + "q1\td99\t1\n")
-    with pytest.raises(DatasetError, match=r"test\.tsv:5: corpus-id 'd99' is not in corpus\.jsonl"):
+    with pytest.raises(CorpusError, match=r"test\.tsv:5: corpus-id 'd99' is not in corpus\.jsonl"):
         load_beir(toy_dataset)
 
 
 def test_qrels_naming_unknown_query(toy_dataset: Path) -> None:
     path = toy_dataset / "qrels" / "test.tsv"
     path.write_text(path.read_text() + "q77\td1\t1\n")
-    with pytest.raises(DatasetError, match=r"test\.tsv:5: query-id 'q77' is not in queries\.jsonl"):
+    with pytest.raises(CorpusError, match=r"test\.tsv:5: query-id 'q77' is not in queries\.jsonl"):
         load_beir(toy_dataset)
 
 
@@ -96,7 +97,7 @@ def test_qrels_naming_unknown_query(toy_dataset: Path) -> None:
 def test_malformed_qrels_line(toy_dataset: Path, line: str, message: str) -> None:
     path = toy_dataset / "qrels" / "test.tsv"
     path.write_text(path.read_text() + line + "\n")
-    with pytest.raises(DatasetError, match=rf"test\.tsv:5: {message}"):
+    with pytest.raises(CorpusError, match=rf"test\.tsv:5: {message}"):
         load_beir(toy_dataset)
 
 

@@ -47,7 +47,7 @@ def test_add_search_trec_delete_info_compact(ix: Path, tmp_path: Path) -> None:
     out = runner.invoke(app, ["search", str(ix), "--query", "zebrafish", "--k", "2"])
     row = json.loads(out.stdout)
     assert row["hits"][0]["id"] == "a" and row["hits"][0]["metadata"] == {"title": "Fish", "lang": "en"}
-    assert row["hits"][0]["text"] == "Fish\nzebrafish regenerate hearts"
+    assert row["hits"][0]["text"] == "Fish zebrafish regenerate hearts"
     out = runner.invoke(app, ["search", str(ix), "--query", "pie", "--filter", '{"lang": "en"}'])
     assert [h["id"] for h in json.loads(out.stdout)["hits"]] == ["a"]
     queries = write(

@@ -6,7 +6,6 @@ from the evaluation cache, ``$POLYCOLBERT_CACHE/eval``), and building the index 
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,15 +16,12 @@ from polycolbert.eval.exhaustive import maxsim_matrix
 from polycolbert.eval.metrics import evaluate
 from polycolbert.index import Index
 
-BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
-
 
 @pytest.fixture(scope="module")
 def scifact_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     if not Path("/work/shared/data/scifact/corpus.jsonl.gz").exists():
         pytest.fail("scifact data missing at /work/shared/data/scifact")
-    sys.path.insert(0, str(BENCHMARKS))
-    from qdrant_vectors import load_scifact_vectors
+    from scifact_vectors import load_scifact_vectors
 
     corpus = load_scifact_vectors(dims=(128,))
     dataset: Any = corpus.dataset

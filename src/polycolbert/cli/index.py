@@ -8,7 +8,6 @@ commands are the same for both because they talk only to the ``Backend`` protoco
 from __future__ import annotations
 
 import contextlib
-import gzip
 import inspect
 import json
 import sys
@@ -19,6 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from polycolbert.cli.errors import friendly_errors
+from polycolbert.corpus import Document, iter_documents, read_documents, scan_documents, write_trec
 
 if TYPE_CHECKING:
     from polycolbert.documents import DocumentBatch
@@ -31,109 +31,8 @@ LOCATION_HELP = "Index folder, qdrant://host:port/collection or qdrant+local://f
 Location = Annotated[str, typer.Argument(help=LOCATION_HELP, metavar="LOCATION")]
 
 
-Document = tuple[str, str, dict[str, Any]]  # id, text (title prepended), metadata
 # Rows a document's vectors have beyond its subwords: [CLS], the document marker and [SEP].
 ROWS_BEYOND_SUBWORDS = 3
-
-
-def read_documents(path: Path) -> tuple[list[str], list[str], list[dict[str, Any]]]:
-    """Ids, texts and metadata from JSONL or BEIR ``corpus.jsonl[.gz]``; every bad line is reported.
-
-    A line is ``{"_id"|"id": ..., "text": ..., "title"?: ..., "metadata"?: {...}}``; other fields become
-    metadata. Any problem rejects the whole file, so nothing is half-added.
-    """
-    ids: list[str] = []
-    texts: list[str] = []
-    metas: list[dict[str, Any]] = []
-    problems: list[str] = []
-    for parsed in _checked_lines(path):
-        if isinstance(parsed, str):
-            problems.append(parsed)
-        elif not problems:
-            ids.append(parsed[0])
-            texts.append(parsed[1])
-            metas.append(parsed[2])
-    _refuse(path, problems, len(ids))
-    return ids, texts, metas
-
-
-def scan_documents(path: Path) -> list[str]:
-    """The ids of a JSONL or BEIR file, in order, after checking every line (as ``read_documents``).
-
-    The first pass of ``index add``: it keeps only ids and their line numbers, so a corpus larger than
-    memory is still checked completely before anything is encoded or added.
-    """
-    ids: list[str] = []
-    problems: list[str] = []
-    for parsed in _checked_lines(path):
-        if isinstance(parsed, str):
-            problems.append(parsed)
-        else:
-            ids.append(parsed[0])
-    _refuse(path, problems, len(ids))
-    return ids
-
-
-def iter_documents(path: Path) -> Iterator[Document]:
-    """The documents of a file ``scan_documents`` accepted, one at a time (the second pass)."""
-    for _, parsed in _parsed_lines(path):
-        if isinstance(parsed, str):
-            raise ValueError(f"{path}: {parsed} (the file changed while it was being added)")
-        yield parsed
-
-
-def _parsed_lines(path: Path) -> Iterator[tuple[int, Document | str]]:
-    """Each non-blank line's number and the line as a document or as a problem ("line N: ...")."""
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file")
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as handle:  # type: ignore[operator]
-        for number, line in enumerate(handle, start=1):
-            if line.strip():
-                yield number, _parse_line(number, line)
-
-
-def _checked_lines(path: Path) -> Iterator[Document | str]:
-    """``_parsed_lines`` plus duplicate ids, reported with the line of their first occurrence."""
-    seen: dict[str, int] = {}
-    for number, parsed in _parsed_lines(path):
-        if not isinstance(parsed, str):
-            if parsed[0] in seen:
-                parsed = f"line {number}: duplicate id {parsed[0]!r} (first on line {seen[parsed[0]]})"
-            else:
-                seen[parsed[0]] = number
-        yield parsed
-
-
-def _parse_line(number: int, line: str) -> Document | str:
-    try:
-        row = json.loads(line)
-    except json.JSONDecodeError as exc:
-        return f"line {number}: not valid JSON ({exc.msg})"
-    if not isinstance(row, dict):
-        return f"line {number}: expected a JSON object"
-    doc_id = row.get("_id", row.get("id"))
-    text = row.get("text")
-    if not isinstance(doc_id, str | int) or isinstance(doc_id, bool) or str(doc_id) == "":
-        return f"line {number}: missing '_id' or 'id' (string)"
-    if not isinstance(text, str):
-        return f"line {number}: missing 'text' (string)"
-    title = row.get("title")
-    meta = row.get("metadata")
-    if meta is None:
-        meta = {k: v for k, v in row.items() if k not in ("_id", "id", "text", "metadata")}
-    elif not isinstance(meta, dict):
-        return f"line {number}: 'metadata' must be an object"
-    return str(doc_id), f"{title}\n{text}" if isinstance(title, str) and title else text, meta
-
-
-def _refuse(path: Path, problems: list[str], n_documents: int) -> None:
-    if problems:
-        shown = "\n  ".join(problems[:20])
-        more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
-        raise ValueError(f"{path}: {len(problems)} bad line(s); nothing was added:\n  {shown}{more}")
-    if not n_documents:
-        raise ValueError(f"{path}: no documents")
 
 
 def _encoder(backend: Any) -> Any:
@@ -259,7 +158,7 @@ def _encoded_batches(
     group: list[Document] = []
     rows = 0
     for document in documents:
-        n = len(document[1]) + ROWS_BEYOND_SUBWORDS
+        n = len(document.text) + ROWS_BEYOND_SUBWORDS
         if group and rows + n > chunk_tokens:
             yield _encode_group(group, encoder, dimensions, batch_size)
             advance(len(group))
@@ -342,10 +241,8 @@ def search(
                 qtexts[start : start + 64], k=k, filter=parsed_filter, hybrid=hybrid, exhaustive=exhaustive
             )
     if output is not None:
-        with open(output, "w", encoding="utf-8") as handle:
-            for qid, hits in zip(qids, results, strict=True):
-                for rank, hit in enumerate(hits, start=1):
-                    handle.write(f"{qid} Q0 {hit.id} {rank} {hit.score:.6f} polycolbert\n")
+        run = {qid: {hit.id: hit.score for hit in hits} for qid, hits in zip(qids, results, strict=True)}
+        write_trec(output, run, tag="polycolbert")
         print(json.dumps({"queries": len(qids), "output": str(output)}))
         return
     for qid, hits in zip(qids, results, strict=True):

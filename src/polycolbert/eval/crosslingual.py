@@ -16,7 +16,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from polycolbert.eval.datasets import Dataset, DatasetError, load_beir
+from polycolbert.corpus import CorpusError
+from polycolbert.eval.datasets import Dataset, load_beir
 
 _PARALLEL_NAME = re.compile(r"^(?P<family>.+)-(?P<lang>[a-z]{2})$")
 MIXED = "mixed"
@@ -25,7 +26,7 @@ MIXED = "mixed"
 def _family(folder: Path) -> tuple[str, str]:
     match = _PARALLEL_NAME.match(folder.name)
     if not match:
-        raise DatasetError(
+        raise CorpusError(
             f"{folder}: a cross-lingual pool needs a folder named <family>-<lang> (e.g. xquad-de), "
             f"with sibling folders for the other languages"
         )
@@ -47,7 +48,7 @@ def _check_parallel(queries: Dataset, corpus: Dataset) -> None:
     missing = {did for judged in queries.qrels.values() for did in judged} - set(corpus.corpus_ids)
     if missing:
         example = sorted(missing)[0]
-        raise DatasetError(
+        raise CorpusError(
             f"{corpus.name}: {len(missing)} paragraph ids judged in {queries.name} are missing "
             f"(e.g. {example!r}); the folders are not parallel"
         )
@@ -59,7 +60,7 @@ def crosslingual_pool(query_folder: str | Path, corpus_language: str, split: str
     family, _ = _family(query_folder)
     corpus_folder = query_folder.parent / f"{family}-{corpus_language}"
     if not corpus_folder.is_dir():
-        raise DatasetError(
+        raise CorpusError(
             f"{corpus_folder}: dataset folder not found (needed as the {corpus_language} corpus)"
         )
     queries = load_beir(query_folder, split)
@@ -86,7 +87,7 @@ def mixed_pool(query_folder: str | Path, languages: list[str] | None = None, spl
     family, _ = _family(query_folder)
     langs = languages if languages is not None else sibling_languages(query_folder)
     if len(langs) < 2:
-        raise DatasetError(f"{query_folder}: a mixed pool needs at least two {family}-<lang> folders")
+        raise CorpusError(f"{query_folder}: a mixed pool needs at least two {family}-<lang> folders")
     queries = load_beir(query_folder, split)
     corpus_ids: list[str] = []
     corpus_texts: list[str] = []
@@ -122,5 +123,5 @@ def load_spec(spec: str | Path, split: str = "test") -> Dataset:
             return mixed_pool(folder, split=split)
         if re.fullmatch(r"[a-z]{2}", target):
             return crosslingual_pool(folder, target, split)
-        raise DatasetError(f"{text}: after '@' put a two-letter language code or '{MIXED}'")
+        raise CorpusError(f"{text}: after '@' put a two-letter language code or '{MIXED}'")
     return load_beir(text, split)

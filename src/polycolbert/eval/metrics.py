@@ -12,13 +12,10 @@ flatters a system that abstains.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 import ir_measures
 from ir_measures import RR, R, nDCG
 
-Run = Mapping[str, Mapping[str, float]]
-Qrels = Mapping[str, Mapping[str, int]]
+from polycolbert.corpus import Qrels, Run
 
 # Report names (what metrics.json and the tables say) -> ir-measures measure objects.
 MEASURES = {"nDCG@10": nDCG @ 10, "Recall@100": R @ 100, "MRR@10": RR @ 10}

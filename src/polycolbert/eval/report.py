@@ -23,10 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from polycolbert.corpus import Run, write_trec
 from polycolbert.eval.metrics import METRIC_NAMES
 
 MARKER = ".polycolbert-eval"
-Run = Mapping[str, Mapping[str, float]]
 
 
 @dataclass
@@ -49,15 +49,6 @@ def average(results: Sequence[DatasetResult]) -> dict[str, dict[str, float]]:
         rows = [r.metrics[system] for r in results if system in r.metrics]
         out[system] = {m: sum(row[m] for row in rows) / len(rows) for m in METRIC_NAMES}
     return out
-
-
-def write_trec(path: Path, run: Run, tag: str) -> None:
-    """``qid Q0 docid rank score tag``, best first (trec_eval's run format)."""
-    with path.open("w", encoding="utf-8") as handle:
-        for qid in sorted(run):
-            ranked = sorted(run[qid].items(), key=lambda item: -item[1])
-            for rank, (did, score) in enumerate(ranked, start=1):
-                handle.write(f"{qid} Q0 {did} {rank} {score:.6f} {tag}\n")
 
 
 def metrics_table(metrics: Mapping[str, Mapping[str, float]]) -> str:
@@ -196,7 +187,7 @@ def plot_matryoshka(results: Sequence[DatasetResult], path: Path, metric: str = 
 def _write_dataset(folder: Path, result: DatasetResult, header: str, plots: bool) -> None:
     (folder / "runs").mkdir(parents=True, exist_ok=True)
     for system, run in result.runs.items():
-        write_trec(folder / "runs" / f"{system}.trec", run, system)
+        write_trec(folder / "runs" / f"{system}.trec", {qid: run[qid] for qid in sorted(run)}, system)
     (folder / "metrics.json").write_text(json.dumps(result.metrics, indent=2) + "\n", encoding="utf-8")
     parts = [
         f"# Evaluation: {result.name}",

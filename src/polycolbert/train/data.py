@@ -1,18 +1,19 @@
 """Training data: pairs, triplets with hard negatives, and distillation examples with teacher scores.
 
 Every reader returns :class:`TrainingExample` lists, so losses and the loop never care where data came
-from. Evaluation sets are refused by name: a model must be evaluated on sets it never saw.
+from. Files are read by :mod:`polycolbert.corpus`, so a titled document is the same string in training
+as in evaluation and in an index. Evaluation sets are refused by name: a model must be evaluated on sets
+it never saw.
 """
 
 from __future__ import annotations
 
-import csv
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from polycolbert.eval.datasets import read_jsonl
+from polycolbert import corpus
 
 # Folders that shared/data/README.md reserves for evaluation (scifact only for its test qrels).
 EVALUATION_SETS = ("xquad-", "belebele-")
@@ -36,7 +37,7 @@ def read_examples_jsonl(path: str | Path) -> list[TrainingExample]:
     """Read ``{"query", "positive", "negatives"?, "scores"?}`` JSON lines (``document`` = ``positive``)."""
     path = Path(path)
     examples = []
-    for number, record in read_jsonl(path):
+    for number, record in corpus.read_jsonl(path):
         query = record.get("query")
         positive = record.get("positive", record.get("document"))
         negatives = record.get("negatives", [])
@@ -47,15 +48,15 @@ def read_examples_jsonl(path: str | Path) -> list[TrainingExample]:
             or not query.strip()
             or not positive.strip()
         ):
-            raise ValueError(f"{path}:{number}: needs non-empty string fields 'query' and 'positive'")
+            raise corpus.CorpusError(f"{path}:{number}: needs non-empty string fields 'query' and 'positive'")
         if not isinstance(negatives, list) or not all(isinstance(n, str) for n in negatives):
-            raise ValueError(f"{path}:{number}: 'negatives' must be a list of strings")
+            raise corpus.CorpusError(f"{path}:{number}: 'negatives' must be a list of strings")
         if scores is not None and (
             not isinstance(scores, list)
             or len(scores) != 1 + len(negatives)
             or not all(isinstance(s, int | float) for s in scores)
         ):
-            raise ValueError(
+            raise corpus.CorpusError(
                 f"{path}:{number}: 'scores' must give one number for the positive and each negative"
             )
         examples.append(TrainingExample(query, positive, list(negatives), scores, source=path.name))
@@ -71,25 +72,21 @@ def check_training_set(folder: Path, qrels_file: str) -> None:
 
 
 def read_corpus(folder: Path) -> dict[str, str]:
-    path = folder / "corpus.jsonl"
-    if not path.exists():
-        path = folder / "corpus.jsonl.gz"
-    corpus = {}
-    for _, record in read_jsonl(path):
-        title, text = str(record.get("title") or ""), str(record.get("text") or "")
-        corpus[str(record["_id"])] = f"{title}. {text}" if title else text
-    return corpus
+    """``{id: text}`` of a BEIR folder's ``corpus.jsonl[.gz]``, titles joined by :func:`corpus.join_title`."""
+    ids, texts = corpus.read_records(corpus.find_file(folder, "corpus.jsonl"), with_title=True)
+    return dict(zip(ids, texts, strict=True))
 
 
 def read_queries(folder: Path) -> dict[str, str]:
-    return {str(r["_id"]): str(r["text"]) for _, r in read_jsonl(folder / "queries.jsonl")}
+    """``{id: text}`` of a BEIR folder's ``queries.jsonl[.gz]``."""
+    ids, texts = corpus.read_records(corpus.find_file(folder, "queries.jsonl"), with_title=False)
+    return dict(zip(ids, texts, strict=True))
 
 
 def read_qrels(path: Path) -> list[tuple[str, str]]:
-    with open(path, encoding="utf-8") as handle:
-        rows = list(csv.reader(handle, delimiter="\t"))
-    start = 1 if rows and rows[0] and rows[0][0] == "query-id" else 0
-    return [(r[0], r[1]) for r in rows[start:] if len(r) >= 3 and float(r[2]) > 0]
+    """The (query, document) pairs judged relevant (score above 0), in file order."""
+    grades, lines = corpus.read_qrels(path)
+    return [(qid, did) for qid, did in lines if grades[qid][did] > 0]
 
 
 def beir_pairs(

@@ -1,7 +1,9 @@
 """scifact encoded by the packaged default model at 128/96/64 dims, through the evaluation encoding cache.
 
-Shared by ``benchmarks/qdrant_backend.py`` and the slow Qdrant agreement test: the first call encodes
-(minutes on a CPU), every later call reads the cache in seconds.
+Shared by the slow scifact tests (``tests/backends/test_qdrant.py``, ``tests/index/test_index_scifact.py``)
+and the benchmarks that measure on scifact (``benchmarks/qdrant_backend.py``, ``benchmarks/index.py``,
+which put ``tests/`` on their path): the first call encodes (most of an hour on a 2-core CPU), every later
+call reads the cache in seconds. ``python tests/scifact_vectors.py [SAMPLE]`` fills the cache.
 """
 
 from __future__ import annotations
