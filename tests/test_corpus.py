@@ -169,3 +169,11 @@ def test_trec_round_trip_through_ir_measures(tmp_path: Path) -> None:
     for scored in ir_measures.read_trec_run(str(path)):
         back.setdefault(scored.query_id, {})[scored.doc_id] = scored.score
     assert back == run
+
+
+@pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity", "1e999"])
+def test_non_finite_numbers_are_not_json(tmp_path: Path, literal: str) -> None:
+    path = tmp_path / "docs.jsonl"
+    path.write_text('{"_id": "a", "text": "x", "metadata": {"score": ' + literal + "}}\n", encoding="utf-8")
+    with pytest.raises(CorpusError, match=r"docs.jsonl:1: not valid JSON"):
+        list(read_jsonl(path))

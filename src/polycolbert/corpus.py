@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import math
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any, NamedTuple
@@ -82,11 +83,25 @@ def jsonl_rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | str]]:
         raise CorpusError(f"{path}: cannot be read ({exc})") from None
 
 
+def _finite(literal: str) -> float:
+    value = float(literal)
+    if not math.isfinite(value):
+        raise ValueError(f"{literal} is outside the range of a float")
+    return value
+
+
+def _no_constant(literal: str) -> float:
+    raise ValueError(f"{literal} is not a JSON number; use a finite number or null")
+
+
 def _parse_object(line: str) -> dict[str, Any] | str:
+    """One line as a JSON object; strict JSON (no NaN/Infinity, which no store round-trips)."""
     try:
-        record = json.loads(line)
+        record = json.loads(line, parse_constant=_no_constant, parse_float=_finite)
     except json.JSONDecodeError as exc:
         return f"not valid JSON ({exc.msg})"
+    except ValueError as exc:
+        return f"not valid JSON ({exc})"
     if not isinstance(record, dict):
         return f"expected a JSON object, got {type(record).__name__}"
     return record
