@@ -40,7 +40,7 @@ class Ranked:
 
 
 @dataclass(frozen=True)
-class TokenMatch:
+class Match:
     """A query token and the document text it matched: ``document_start:document_end`` is a character
     span of the document ((0, 0) for a special token, whose ``document_token`` is the token itself)."""
 
@@ -59,7 +59,7 @@ class RankedText:
     index: int
     score: float
     text: str
-    matches: list[TokenMatch] | None = None
+    matches: list[Match] | None = None
 
 
 def rerank(
@@ -87,7 +87,7 @@ def token_matches(
     document: str,
     document_tokens: TokenizedText,
     alignments: list[tuple[int, int, float]],
-) -> list[TokenMatch]:
+) -> list[Match]:
     """Alignments as text: each query row's token and the document span (or special token) it matched."""
     tokenizer = model.tokenizer
     found = []
@@ -102,7 +102,7 @@ def token_matches(
             d_label = document[d_start:d_end].strip()
         else:
             d_label = (tokenizer.id_to_token(document_tokens.token_ids[dj]) if dj >= 0 else None) or ""
-        found.append(TokenMatch(qi, q_label, d_start, d_end, d_label, score))
+        found.append(Match(qi, q_label, d_start, d_end, d_label, score))
     return found
 
 

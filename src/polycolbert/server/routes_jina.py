@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -19,7 +18,6 @@ from polycolbert.server.errors import APIError
 from polycolbert.server.registry import ServedModel
 from polycolbert.server.schemas import (
     EmbeddingData,
-    Match,
     MultiVectorRequest,
     MultiVectorResponse,
     RerankRequest,
@@ -172,7 +170,7 @@ async def rerank(request: Request) -> RerankResponse:
                 else original.model_dump(exclude_none=True)
             )
         if ranked.alignments is not None:
-            matches = token_matches(
+            result.matches = token_matches(
                 served.model,
                 body.query_text(),
                 query_tok[0],
@@ -180,7 +178,6 @@ async def rerank(request: Request) -> RerankResponse:
                 doc_tok[ranked.index],
                 ranked.alignments,
             )
-            result.matches = [Match(**asdict(m)) for m in matches]
         results.append(result)
     usage = Usage(total_tokens=sum(t.n_tokens for t in query_tok + doc_tok))
     return RerankResponse(model=served.name, usage=usage, results=results)
