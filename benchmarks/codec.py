@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from index import Corpus, exhaustive, quality, scifact  # benchmarks/index.py
+from polycolbert.scoring import maxsim_segments, top_k
 
 
 def scalar_buckets(residual: np.ndarray, sample: np.ndarray, nbits: int) -> np.ndarray:
@@ -82,8 +83,8 @@ def rank_decoded(corpus: Corpus, decoded: np.ndarray, depth: int = 10) -> list[l
         for a in range(0, len(lengths), 512):
             b = min(a + 512, len(lengths))
             lo, hi = starts[a], starts[b - 1] + lengths[b - 1]
-            scores[a:b] = np.maximum.reduceat(q @ decoded[lo:hi].T, starts[a:b] - lo, axis=1).sum(0)
-        out.append(np.argsort(-scores)[:depth].tolist())
+            scores[a:b] = maxsim_segments(q @ decoded[lo:hi].T, lengths[a:b])[0]
+        out.append(top_k(scores, depth).tolist())
     return out
 
 

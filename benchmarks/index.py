@@ -100,21 +100,19 @@ def synthetic(n_tokens: int, dims: int = 128, n_queries: int = 200, seed: int = 
 
 def exhaustive(corpus: Corpus, depth: int) -> tuple[np.ndarray, list[float]]:
     """fp32 MaxSim against every document (the reference ranking) and per-query latency in seconds."""
-    from polycolbert.index.search import chunks
+    from polycolbert.scoring import maxsim_segments, token_chunks, top_k
 
     flat = np.concatenate(corpus.docs)
     lengths = np.array([len(d) for d in corpus.docs])
     tok = np.concatenate([[0], np.cumsum(lengths)])
-    runs = chunks(lengths, 1 << 18)  # [32, 262k] similarity blocks: bounded memory
+    runs = token_chunks(lengths, 1 << 18)  # [32, 262k] similarity blocks: bounded memory
     tops, times = [], []
     for q in corpus.queries:
         t0 = time.perf_counter()
         scores = np.empty(len(lengths), np.float32)
         for a, b in runs:
-            block = q @ flat[tok[a] : tok[b]].T
-            scores[a:b] = np.maximum.reduceat(block, tok[a:b] - tok[a], axis=1).sum(axis=0)
-        top = np.argpartition(-scores, depth)[:depth]
-        tops.append(top[np.argsort(-scores[top], kind="stable")])
+            scores[a:b] = maxsim_segments(q @ flat[tok[a] : tok[b]].T, lengths[a:b])[0]
+        tops.append(top_k(scores, depth))
         times.append(time.perf_counter() - t0)
     return np.array(tops), times
 

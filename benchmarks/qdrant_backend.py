@@ -11,7 +11,7 @@ and nDCG@10 (ir-measures) plus the top-10 overlap with exhaustive MaxSim (comput
 
 ``--engine numpy`` runs the same pipeline without Qdrant: the backend's own prefetch vectors
 (``single_vector``: cosine of the mean vector, or MUVERA's dot product), the top candidates by that score,
-then exact MaxSim over only those candidates (``maxsim_many``, timed per query). qdrant-client's local
+then exact MaxSim over only those candidates (``maxsim_packed``, timed per query). qdrant-client's local
 mode stores points pickled in SQLite and scores them in pure Python, so on a 2-core CPU it does not finish
 1,200 long scifact documents in useful time; the numpy engine gives local mode's rankings in minutes
 (``tests/backends/test_qdrant.py`` checks the backend returns exactly prefetch-then-MaxSim). Its prefetch
@@ -41,9 +41,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # scifac
 
 from polycolbert.backends.muvera import Muvera
 from polycolbert.backends.qdrant import QdrantBackend, default_prefetch_limit, single_vector
-from polycolbert.eval.exhaustive import maxsim_matrix, top_k
+from polycolbert.eval.exhaustive import ranked_runs
 from polycolbert.eval.metrics import evaluate
-from polycolbert.scoring import maxsim_many, without_padding_rows
+from polycolbert.scoring import maxsim_buckets, maxsim_packed, top_k, without_padding_rows
 from scifact_vectors import load_scifact_vectors
 
 
@@ -69,8 +69,8 @@ def main() -> None:
     results: dict[str, object] = {"documents": len(ids), "queries": len(qids), "dims": {}}
     for dim in args.dims:
         docs, queries = corpus.documents[dim], corpus.queries[dim]
-        exact_scores = maxsim_matrix(queries, docs)
-        exact_top = [set(np.argsort(-row)[:10].tolist()) for row in exact_scores]
+        exact_scores = maxsim_buckets(queries, docs)
+        exact_top = [set(top_k(row, 10).tolist()) for row in exact_scores]
         tokens = np.array([len(d) for d in docs])
         payload_bytes = np.mean(
             [
@@ -146,7 +146,7 @@ def numpy_runs(
     """Prefetch then exact MaxSim, as the backend asks Qdrant for it, computed with numpy."""
     dim = docs[0].shape[1]
     queries = [without_padding_rows(q) for q in queries]  # as the backend sends them
-    exhaustive_run = dict(zip(qids, top_k(exact_scores, ids, 100), strict=True))
+    exhaustive_run = dict(zip(qids, ranked_runs(exact_scores, ids, 100), strict=True))
     runs = [
         {
             "prefetch": "none (exhaustive)",
@@ -167,12 +167,13 @@ def numpy_runs(
         for limit in limits:
             run, overlaps, seconds = {}, [], []
             for q, query, row, exact in zip(qids, queries, single_scores, exact_top, strict=True):
-                candidates = np.argsort(-row)[:limit]
+                candidates = top_k(row, limit)
                 t0 = time.perf_counter()
-                scores = maxsim_many(query, [docs[i] for i in candidates])
+                scores = maxsim_packed(query, [docs[i] for i in candidates])
                 seconds.append(time.perf_counter() - t0)
-                ranked = candidates[np.argsort(-scores)]
-                run[q] = {ids[i]: float(s) for i, s in zip(ranked, np.sort(scores)[::-1], strict=True)}
+                order = top_k(scores)
+                ranked = candidates[order]
+                run[q] = {ids[i]: float(s) for i, s in zip(ranked, scores[order], strict=True)}
                 overlaps.append(len(exact & set(ranked[:10].tolist())) / 10)
             entry = {
                 "prefetch": prefetch,

@@ -35,11 +35,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from polycolbert.eval.exhaustive import maxsim_matrix, top_k
+from polycolbert.eval.exhaustive import ranked_runs
 from polycolbert.eval.metrics import evaluate
 from polycolbert.model import ColBERT
 from polycolbert.models.catalog import DEFAULT_MODEL, packaged_folder
 from polycolbert.models.heads import ColBERTHeads
+from polycolbert.scoring import maxsim_buckets
 from polycolbert.train.data import (
     TrainingExample,
     add_bm25_negatives,
@@ -190,8 +191,8 @@ def finish_pool_states(
 
 
 def ndcg(pool: Pool, queries: list[np.ndarray], documents: list[np.ndarray]) -> float:
-    scores = maxsim_matrix(queries, documents)
-    ranked = top_k(scores, list(pool.corpus), 10)
+    scores = maxsim_buckets(queries, documents)
+    ranked = ranked_runs(scores, list(pool.corpus), 10)
     run = {q: r for q, r in zip(pool.queries, ranked, strict=True)}
     return evaluate(pool.qrels, run)["nDCG@10"]
 

@@ -191,6 +191,17 @@ def read_qrels(path: Path) -> tuple[dict[str, dict[str, int]], dict[tuple[str, s
     return qrels, lines
 
 
+def read_lines(path: Path) -> list[str]:
+    """The non-blank lines of a plain (or ``.gz``) text file, one text each, without their line ends."""
+    if not path.is_file():
+        raise CorpusError(f"{path}: no such file")
+    try:
+        with open_text(path) as handle:
+            return [line.rstrip("\r\n") for line in handle if line.strip()]
+    except (OSError, EOFError, UnicodeDecodeError) as exc:
+        raise CorpusError(f"{path}: cannot be read ({exc})") from None
+
+
 # ---------------------------------------------------------------- document files for an index
 
 

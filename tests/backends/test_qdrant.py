@@ -18,7 +18,7 @@ pytest.importorskip("qdrant_client")
 from polycolbert.backends import Backend, open_backend
 from polycolbert.backends.muvera import Muvera
 from polycolbert.backends.qdrant import QdrantBackend, point_id, to_qdrant_filter
-from polycolbert.scoring import maxsim, maxsim_many
+from polycolbert.scoring import maxsim, maxsim_packed
 
 DIM = 16
 
@@ -88,7 +88,7 @@ def test_add_search_matches_maxsim(store: QdrantBackend) -> None:
     for exhaustive in (True, False):
         hits = store.search(["q"] * 5, k=10, query_vectors=queries, prefetch_limit=0 if exhaustive else None)
         for query, found in zip(queries, hits, strict=True):
-            scores = maxsim_many(query, vectors)
+            scores = maxsim_packed(query, vectors)
             order = np.argsort(-scores)[:10]
             # 60 documents < default prefetch of 100: the prefetch holds every document, so both are exact.
             assert [h.id for h in found] == [ids[i] for i in order]
@@ -111,7 +111,7 @@ def test_zero_padded_queries_score_like_their_real_rows(store: QdrantBackend) ->
         for x, y, query in zip(a, b, real, strict=True):
             assert [h.id for h in x] == [h.id for h in y]
             np.testing.assert_allclose(
-                [h.score for h in y], np.sort(maxsim_many(query, vectors))[::-1][:10], atol=1e-4
+                [h.score for h in y], np.sort(maxsim_packed(query, vectors))[::-1][:10], atol=1e-4
             )
 
 
@@ -333,7 +333,7 @@ def test_muvera_dot_product_tracks_maxsim() -> None:
     correlations = []
     for _ in range(5):
         query = docs[int(rng.integers(200))][:4] + 0.3 * unit_rows(rng, 4)
-        exact = maxsim_many(query, docs)
+        exact = maxsim_packed(query, docs)
         approx = fdes @ enc.encode_query(query)
         correlations.append(np.corrcoef(exact, approx)[0, 1])
     assert np.mean(correlations) > 0.5
@@ -353,7 +353,7 @@ def _recall_against_exhaustive(docs, queries, prefetch: str, prefetch_limit, tmp
     store.close()
     overlaps = []
     for query, found in zip(queries, hits, strict=True):
-        exact = {ids[i] for i in np.argsort(-maxsim_many(query, docs))[:k]}
+        exact = {ids[i] for i in np.argsort(-maxsim_packed(query, docs))[:k]}
         overlaps.append(len(exact & {h.id for h in found}) / k)
     return float(np.mean(overlaps))
 

@@ -12,9 +12,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from polycolbert.eval.exhaustive import maxsim_matrix
 from polycolbert.eval.metrics import evaluate
 from polycolbert.index import Index
+from polycolbert.scoring import maxsim_buckets
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +26,7 @@ def scifact_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     corpus = load_scifact_vectors(dims=(128,))
     dataset: Any = corpus.dataset
     docs, queries, ids = corpus.documents[128], corpus.queries[128], dataset.corpus_ids
-    scores = maxsim_matrix(queries, docs)
+    scores = maxsim_buckets(queries, docs)
     reference = np.argsort(-scores, axis=1, kind="stable")[:, :10]
     with Index.create(tmp_path_factory.mktemp("scifact") / "ix", dimensions=128, nbits=2) as index:
         index.add([""] * len(docs), ids=ids, vectors=docs)

@@ -5,34 +5,16 @@ from __future__ import annotations
 import json
 import math
 
-import numpy as np
 import pytest
 import torch
 
-from polycolbert.scoring import maxsim
 from polycolbert.train.data import beir_pairs, read_examples_jsonl
 from polycolbert.train.losses import (
     contrastive_loss,
     distillation_loss,
     duplicate_positives,
     matryoshka_sum,
-    maxsim_scores,
 )
-
-
-def test_padded_maxsim_matches_exhaustive_loop():
-    rng = np.random.default_rng(0)
-    q = rng.standard_normal((3, 8, 16)).astype(np.float32)
-    lengths = [5, 2, 7, 1]
-    docs = np.zeros((4, 7, 16), np.float32)
-    mask = np.zeros((4, 7), bool)
-    for i, n in enumerate(lengths):
-        docs[i, :n] = rng.standard_normal((n, 16))
-        mask[i, :n] = True
-    got = maxsim_scores(torch.from_numpy(q), torch.from_numpy(docs), torch.from_numpy(mask)).numpy()
-    for b in range(3):
-        for n, length in enumerate(lengths):
-            assert got[b, n] == pytest.approx(maxsim(q[b], docs[n, :length]), abs=1e-4)
 
 
 def test_contrastive_loss_by_hand():

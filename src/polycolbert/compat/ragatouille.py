@@ -21,7 +21,7 @@ import numpy as np
 
 from polycolbert.index.index import Index
 from polycolbert.model import ColBERT
-from polycolbert.scoring import maxsim_many
+from polycolbert.rerank import Ranked, RankedText, rerank, rerank_texts
 
 PASSAGE_SEPARATOR = "#"
 
@@ -130,9 +130,7 @@ class RAGPretrainedModel:
 
     def rerank(self, query: str, documents: Sequence[str], k: int = 10, **_: Any) -> list[dict[str, Any]]:
         """Index-free: score ``documents`` against ``query`` with MaxSim and keep the best ``k``."""
-        q = self.model.encode_queries([query], dimensions=self.model.spec.default_dim)[0]
-        docs = self.model.encode_documents(list(documents), dimensions=self.model.spec.default_dim)
-        return _ranked(q, list(documents), docs, k)
+        return _results(rerank_texts(self.model, query, documents, top_n=k), documents)
 
     def encode(
         self, documents: Sequence[str], document_metadatas: Sequence[dict] | None = None, **_: Any
@@ -147,7 +145,7 @@ class RAGPretrainedModel:
             raise ValueError("no encoded documents: call encode(documents) first")
         q = self.model.encode_queries([query], dimensions=self.model.spec.default_dim)[0]
         texts = [t for t, _, _ in self._encoded]
-        results = _ranked(q, texts, [v for _, _, v in self._encoded], k)
+        results = _results(rerank(q, [v for _, _, v in self._encoded], top_n=k), texts)
         for result in results:
             metadata = self._encoded[result["result_index"]][1]
             if metadata is not None:
@@ -184,10 +182,9 @@ class RAGPretrainedModel:
         return chunks
 
 
-def _ranked(query: np.ndarray, texts: list[str], vectors: list[np.ndarray], k: int) -> list[dict[str, Any]]:
-    scores = maxsim_many(query, vectors)
-    order = np.argsort(-scores, kind="stable")[:k]
+def _results(ranked: Sequence[Ranked | RankedText], texts: Sequence[str]) -> list[dict[str, Any]]:
+    """RAGatouille's result dicts for a ranking of ``texts``."""
     return [
-        {"content": texts[i], "score": float(scores[i]), "rank": rank, "result_index": int(i)}
-        for rank, i in enumerate(order.tolist(), start=1)
+        {"content": texts[r.index], "score": r.score, "rank": rank, "result_index": r.index}
+        for rank, r in enumerate(ranked, start=1)
     ]

@@ -32,7 +32,8 @@ from polycolbert.encoding import length_sorted_batches
 from polycolbert.eval.bm25 import BM25Index
 from polycolbert.eval.cache import EncodingCache, fingerprint_modules
 from polycolbert.eval.datasets import Dataset
-from polycolbert.eval.exhaustive import maxsim_matrix, top_k
+from polycolbert.eval.exhaustive import ranked_runs
+from polycolbert.scoring import maxsim_buckets
 
 COLBERT_DIMS = (128, 96, 64)
 ALL_SYSTEMS = ("bm25", "dense", "colbert-raw", *(f"colbert-{d}" for d in COLBERT_DIMS))
@@ -209,7 +210,7 @@ def run_bm25(dataset: Dataset, k: int) -> SystemRun:
 
 def _keep_scored(scores: np.ndarray, dataset: Dataset, k: int) -> Run:
     """Top-k per query, dropping BM25's zero scores (documents sharing no term were not retrieved)."""
-    ranked = top_k(scores, dataset.corpus_ids, k)
+    ranked = ranked_runs(scores, dataset.corpus_ids, k)
     return {
         qid: {did: s for did, s in docs.items() if s > 0}
         for qid, docs in zip(dataset.query_ids, ranked, strict=True)
@@ -236,8 +237,8 @@ def run_vector_systems(
         for name in wanted:
             task = progress.add_task(f"MaxSim {name}", total=len(dataset.corpus_ids), unit="docs")
             start = time.perf_counter()
-            scores = maxsim_matrix(queries[name], docs[name], on_bucket=partial(progress.advance, task))
-            ranked = top_k(scores, dataset.corpus_ids, k)
+            scores = maxsim_buckets(queries[name], docs[name], on_bucket=partial(progress.advance, task))
+            ranked = ranked_runs(scores, dataset.corpus_ids, k)
             progress.remove_task(task)
             run = dict(zip(dataset.query_ids, ranked, strict=True))
             results[name] = SystemRun(

@@ -4,21 +4,20 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from polycolbert.formats import to_json_vectors
 from polycolbert.model import InputType
-from polycolbert.scoring import explain_matches, maxsim_many
+from polycolbert.rerank import rerank as rank
+from polycolbert.rerank import token_matches
 from polycolbert.server.batching import QueueFull
 from polycolbert.server.body import parse_body, read_limited
 from polycolbert.server.errors import APIError
 from polycolbert.server.registry import ServedModel
 from polycolbert.server.schemas import (
     EmbeddingData,
-    Match,
     MultiVectorRequest,
     MultiVectorResponse,
     RerankRequest,
@@ -160,49 +159,25 @@ async def rerank(request: Request) -> RerankResponse:
     doc_tok = await _tokenize(served, documents, "document")
     out = await _encode(request, served, query_tok + doc_tok, (dim,))
     query, doc_vectors = out[dim][0], out[dim][1:]
-    scores = maxsim_many(query, doc_vectors)
-    order = np.argsort(-scores, kind="stable")[: body.top_n or len(documents)]
     results = []
-    for index in order.tolist():
-        result = RerankResult(index=index, relevance_score=float(scores[index]))
+    for ranked in rank(query, doc_vectors, body.top_n, explain=body.return_matches):
+        result = RerankResult(index=ranked.index, relevance_score=ranked.score)
         if body.return_documents:
-            original = body.documents[index]
+            original = body.documents[ranked.index]
             result.document = (
-                {"text": documents[index]}
+                {"text": documents[ranked.index]}
                 if isinstance(original, str)
                 else original.model_dump(exclude_none=True)
             )
-        if body.return_matches:
-            result.matches = _matches(
-                served,
+        if ranked.alignments is not None:
+            result.matches = token_matches(
+                served.model,
                 body.query_text(),
                 query_tok[0],
-                documents[index],
-                doc_tok[index],
-                query,
-                doc_vectors[index],
+                documents[ranked.index],
+                doc_tok[ranked.index],
+                ranked.alignments,
             )
         results.append(result)
     usage = Usage(total_tokens=sum(t.n_tokens for t in query_tok + doc_tok))
     return RerankResponse(model=served.name, usage=usage, results=results)
-
-
-def _matches(served, query_text, query_tok, doc_text, doc_tok, query_vectors, doc_vectors) -> list[Match]:
-    token = served.model.tokenizer.id_to_token
-    found = []
-    for qi, dj, score in explain_matches(query_vectors, doc_vectors):
-        q_start, q_end = query_tok.spans[qi]
-        q_label = query_text[q_start:q_end].strip() if q_end > q_start else token(query_tok.token_ids[qi])
-        d_start, d_end = doc_tok.spans[dj] if dj >= 0 else (0, 0)
-        d_label = doc_text[d_start:d_end].strip() if d_end > d_start else token(doc_tok.token_ids[dj])
-        found.append(
-            Match(
-                query_index=qi,
-                query_token=q_label,
-                document_start=d_start,
-                document_end=d_end,
-                document_token=d_label,
-                score=score,
-            )
-        )
-    return found

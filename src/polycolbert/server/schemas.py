@@ -6,6 +6,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 
+from polycolbert.rerank import Match
+
 MAX_INPUTS = 512  # Jina's documented per-request list limit
 
 EmbeddingKind = Literal["float", "base64", "binary", "ubinary", "int8", "float16"]
@@ -75,15 +77,6 @@ class RerankRequest(Strict):
 
     def document_texts(self) -> list[str]:
         return [d if isinstance(d, str) else d.text for d in self.documents]
-
-
-class Match(BaseModel):
-    query_index: int
-    query_token: str
-    document_start: int
-    document_end: int
-    document_token: str
-    score: float
 
 
 class RerankResult(BaseModel):

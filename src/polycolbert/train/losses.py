@@ -1,28 +1,13 @@
 """Losses for late interaction: in-batch contrastive, KL distillation, and their Matryoshka sum.
 
-Scores are MaxSim sums over query tokens; a temperature turns them into logits (jina-colbert-v2 and
-PyLate both train on such sums).
+Scores are MaxSim sums over query tokens (:func:`polycolbert.scoring.maxsim_padded`); a temperature
+turns them into logits (jina-colbert-v2 and PyLate both train on such sums).
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-
-
-def maxsim_scores(
-    queries: torch.Tensor, documents: torch.Tensor, doc_mask: torch.Tensor | None = None
-) -> torch.Tensor:
-    """``[B, Lq, d]`` x ``[N, Ld, d]`` -> ``[B, N]`` MaxSim scores.
-
-    ``doc_mask`` marks real rows; pass None when padding rows repeat a real row of their document
-    (as :func:`polycolbert.train.trainer.pad_rows` does), which leaves every max unchanged and saves a
-    masking pass over the largest tensor of the step.
-    """
-    sims = torch.einsum("bqd,nkd->bnqk", queries, documents)
-    if doc_mask is not None:
-        sims = sims.masked_fill(~doc_mask.bool()[None, :, None, :], float("-inf"))
-    return sims.max(dim=-1).values.sum(dim=-1)
 
 
 def contrastive_loss(

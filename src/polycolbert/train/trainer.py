@@ -32,13 +32,13 @@ from polycolbert.models.backbones.layered import layered
 from polycolbert.models.catalog import DEFAULT_MODEL
 from polycolbert.models.checkpoint import save_polycolbert_checkpoint
 from polycolbert.models.heads import ColBERTHeads
+from polycolbert.scoring import maxsim_padded
 from polycolbert.train.data import TrainingExample
 from polycolbert.train.losses import (
     contrastive_loss,
     distillation_loss,
     duplicate_positives,
     matryoshka_sum,
-    maxsim_scores,
 )
 from polycolbert.train.lower_cache import LowerStateCache, final_states, run_upper
 
@@ -353,11 +353,11 @@ class Trainer:
                 raw_q, raw_d = self._teacher_states(batch, q_states, d_states)
                 tq = F.normalize(raw_q - self.state_mean, dim=-1) * q_keep
                 td = F.normalize(raw_d - self.state_mean, dim=-1)
-                teacher_inbatch = maxsim_scores(tq, td)
+                teacher_inbatch = maxsim_padded(tq, td)
         for dim in self.config.dims:
             q = F.normalize(self.heads(q_states, dim), dim=-1) * q_keep
             d = F.normalize(self.heads(d_states, dim), dim=-1)
-            scores = maxsim_scores(q, d)
+            scores = maxsim_padded(q, d)
             loss = contrastive_loss(scores, positives, self.config.temperature, exclude)
             teacher_rows = [i for i, e in enumerate(batch) if e.teacher_scores is not None]
             if teacher_rows and self.config.distill_weight > 0:

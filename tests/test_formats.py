@@ -1,4 +1,4 @@
-"""Output encodings round-trip and decode the way Jina's clients decode them; MaxSim kernels agree."""
+"""Output encodings round-trip and decode the way Jina's clients decode them."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 from polycolbert.formats import convert_vectors, decode_vectors, to_json_vectors
-from polycolbert.scoring import explain_matches, maxsim, maxsim_many
 
 
 @pytest.fixture
@@ -40,19 +39,3 @@ def test_int8_and_float16_are_close(vectors):
     assert convert_vectors(vectors, "float16").dtype == np.float16
     with pytest.raises(ValueError, match="embedding_type must be one of"):
         convert_vectors(vectors, "float64")
-
-
-def test_maxsim_by_hand():
-    q = np.array([[1, 0], [0, 1]], np.float32)
-    d = np.array([[0.6, 0.8], [1, 0]], np.float32)
-    assert maxsim(q, d) == pytest.approx(1.0 + 0.8)
-    assert explain_matches(q, d) == [(0, 1, pytest.approx(1.0)), (1, 0, pytest.approx(0.8))]
-
-
-def test_packed_maxsim_matches_loop_with_empty_docs_and_chunks():
-    rng = np.random.default_rng(1)
-    q = rng.standard_normal((32, 16)).astype(np.float32)
-    docs = [rng.standard_normal((n, 16)).astype(np.float32) for n in (5, 0, 40, 1, 17, 0, 3)]
-    expected = np.array([maxsim(q, d) for d in docs], np.float32)
-    for chunk in (1, 8, 1 << 20):
-        assert np.allclose(maxsim_many(q, docs, chunk_tokens=chunk), expected, atol=1e-4)
