@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from polycolbert.encoding import length_sorted_batches
+from polycolbert.encoding.recipe import length_sorted_batches
 from polycolbert.eval.bm25 import BM25Index
 from polycolbert.eval.cache import EncodingCache, fingerprint_modules
 from polycolbert.eval.datasets import Dataset

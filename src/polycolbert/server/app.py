@@ -26,11 +26,11 @@ from polycolbert import __version__
 from polycolbert.server import errors
 from polycolbert.server.auth import check_authorization
 from polycolbert.server.batching import Batcher
-from polycolbert.server.index_routes import IndexStore
-from polycolbert.server.index_routes import router as index_router
 from polycolbert.server.metrics import Metrics
 from polycolbert.server.registry import DEFAULT_ALIASES, Registry
-from polycolbert.server.routes_jina import router as jina_router
+from polycolbert.server.routes.indexes import IndexStore
+from polycolbert.server.routes.indexes import router as index_router
+from polycolbert.server.routes.jina import router as jina_router
 from polycolbert.server.schemas import ModelCard, ModelList
 
 log = logging.getLogger("polycolbert.server")
@@ -46,7 +46,7 @@ def load_registry(
     aliases: bool = True,
 ) -> Registry:
     """Load ``NAME=PATH`` / ``PATH`` specs plus the default model (always served)."""
-    from polycolbert.model import ColBERT
+    from polycolbert.encoding.encoder import ColBERT
     from polycolbert.models.catalog import DEFAULT_MODEL
 
     registry = Registry(aliases=dict(DEFAULT_ALIASES) if aliases else {})

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from polycolbert.encoding import TokenizedText
-from polycolbert.model import ColBERT
+from polycolbert.encoding.encoder import ColBERT
+from polycolbert.encoding.recipe import TokenizedText
 
 
 class QueueFull(Exception):

@@ -27,7 +27,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from polycolbert.model import STATES, ColBERT, DType
+from polycolbert.encoding.encoder import STATES, ColBERT, DType
 from polycolbert.models.backbones.layered import layered
 from polycolbert.models.catalog import DEFAULT_MODEL
 from polycolbert.models.checkpoint import save_polycolbert_checkpoint

@@ -9,8 +9,8 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
 
+from polycolbert.encoding.encoder import InputType
 from polycolbert.formats import to_json_vectors
-from polycolbert.model import InputType
 from polycolbert.scoring import explain_matches, maxsim_many
 from polycolbert.server.batching import QueueFull
 from polycolbert.server.body import parse_body, read_limited

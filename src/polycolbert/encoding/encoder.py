@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from polycolbert.encoding import Recipe, TokenizedText, length_sorted_batches
+from polycolbert.encoding.recipe import Recipe, TokenizedText, length_sorted_batches
 from polycolbert.models.catalog import DEFAULT_MODEL, resolve
 from polycolbert.models.checkpoint import LoadedCheckpoint, load_checkpoint
 from polycolbert.models.spec import ModelSpec

@@ -24,7 +24,7 @@ from starlette.concurrency import run_in_threadpool
 from polycolbert.backends import Backend, create_backend, is_qdrant, open_backend
 from polycolbert.filters import validate_filter
 from polycolbert.server.errors import APIError
-from polycolbert.server.routes_jina import read_request
+from polycolbert.server.routes.jina import read_request
 from polycolbert.server.schemas import MAX_INPUTS, Strict
 
 router = APIRouter()
