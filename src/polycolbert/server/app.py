@@ -28,6 +28,7 @@ from polycolbert.backends.registry import BackendRegistry
 from polycolbert.server import errors
 from polycolbert.server.auth import check_authorization
 from polycolbert.server.batching import Batcher
+from polycolbert.server.limits import MAX_BATCH_TOKENS, MAX_QUEUE, MAX_REQUEST_TOKENS
 from polycolbert.server.metrics import Metrics, route_label
 from polycolbert.server.registry import DEFAULT_ALIASES, Registry
 from polycolbert.server.routes.indexes import router as index_router
@@ -41,8 +42,8 @@ REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 def load_registry(
     specs: Sequence[str],
     dtype: str = "auto",
-    max_queue: int = 256,
-    max_batch_tokens: int = 32768,
+    max_queue: int = MAX_QUEUE,
+    max_batch_tokens: int = MAX_BATCH_TOKENS,
     batching: bool = True,
     aliases: bool = True,
 ) -> Registry:
@@ -62,9 +63,6 @@ def load_registry(
         served_name = label or model.name
         registry.add(served_name, model, Batcher(model, max_queue, max_batch_tokens, enabled=batching))
     return registry
-
-
-MAX_REQUEST_TOKENS = 262_144  # ~40 s of CPU encoding with the default model; one request cannot hog it
 
 
 def create_app(
