@@ -35,9 +35,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from polycolbert.encoding.encoder import ColBERT
 from polycolbert.eval.exhaustive import ranked_runs
 from polycolbert.eval.metrics import evaluate
-from polycolbert.model import ColBERT
 from polycolbert.models.catalog import DEFAULT_MODEL, packaged_folder
 from polycolbert.models.heads import ColBERTHeads
 from polycolbert.scoring import maxsim_buckets

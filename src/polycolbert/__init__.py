@@ -1,6 +1,6 @@
 """polycolbert: multilingual late-interaction retrieval on your own machine."""
 
-from polycolbert.model import ColBERT
+from polycolbert.encoding import ColBERT
 
 __all__ = ["ColBERT"]
 __version__ = "0.1.0"

@@ -25,8 +25,8 @@ import numpy as np
 from polycolbert.scoring import explain_matches, maxsim_packed, top_k
 
 if TYPE_CHECKING:
-    from polycolbert.encoding import TokenizedText
-    from polycolbert.model import ColBERT
+    from polycolbert.encoding.encoder import ColBERT
+    from polycolbert.encoding.recipe import TokenizedText
 
 
 @dataclass(frozen=True)

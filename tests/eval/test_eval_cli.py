@@ -62,7 +62,7 @@ def test_all_systems_through_the_cli(
 ) -> None:
     from eval_fixtures import ToyColBERT, tiny_e5_parts
 
-    from polycolbert import model as model_module
+    from polycolbert.encoding import encoder as model_module
     from polycolbert.eval.systems import ALL_SYSTEMS, E5Encoder
 
     monkeypatch.setattr(model_module.ColBERT, "load", classmethod(lambda cls, name, **kw: ToyColBERT()))

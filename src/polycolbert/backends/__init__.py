@@ -9,12 +9,18 @@ from __future__ import annotations
 from typing import Any
 
 from polycolbert.backends.base import Backend, is_qdrant
+from polycolbert.encoding.protocol import TokenEncoder
+from polycolbert.index.params import NBITS
 
 __all__ = ["Backend", "create_backend", "is_qdrant", "open_backend"]
 
 
 def create_backend(
-    location: str, model: Any = None, dimensions: int | None = None, nbits: int = 2, **qdrant_options: Any
+    location: str,
+    model: TokenEncoder | str | None = None,
+    dimensions: int | None = None,
+    nbits: int = NBITS,
+    **qdrant_options: Any,
 ) -> Backend:
     """A new, empty store at ``location``; an existing one is an error (nothing is overwritten).
 

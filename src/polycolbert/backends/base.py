@@ -14,6 +14,7 @@ import numpy as np
 
 from polycolbert.documents import SearchHit
 from polycolbert.filters import Filter
+from polycolbert.index.params import K
 
 QDRANT_SCHEMES = ("qdrant://", "qdrants://", "qdrant+local://")
 
@@ -52,7 +53,7 @@ class Backend(Protocol):
     def search(
         self,
         queries: Sequence[str],
-        k: int = 10,
+        k: int = K,
         filter: Filter | None = None,
         hybrid: bool = False,
         query_vectors: Sequence[np.ndarray] | None = None,

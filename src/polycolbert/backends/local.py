@@ -9,8 +9,10 @@ from typing import Any
 import numpy as np
 
 from polycolbert.documents import SearchHit
+from polycolbert.encoding.protocol import TokenEncoder
 from polycolbert.filters import Filter, validate_filter
 from polycolbert.index import Index
+from polycolbert.index.params import NBITS, K
 
 
 class LocalBackend:
@@ -25,9 +27,9 @@ class LocalBackend:
     def open(
         cls,
         location: str | Path,
-        model: Any = None,
+        model: TokenEncoder | str | None = None,
         dimensions: int | None = None,
-        nbits: int = 2,
+        nbits: int = NBITS,
         create: bool = False,
     ) -> LocalBackend:
         path = Path(location)
@@ -69,7 +71,7 @@ class LocalBackend:
     def search(
         self,
         queries: Sequence[str],
-        k: int = 10,
+        k: int = K,
         filter: Filter | None = None,
         hybrid: bool = False,
         query_vectors: Sequence[np.ndarray] | None = None,

@@ -42,7 +42,9 @@ import numpy as np
 
 from polycolbert.backends.muvera import Muvera
 from polycolbert.documents import SearchHit
+from polycolbert.encoding.protocol import TokenEncoder
 from polycolbert.filters import And, Compare, Expr, Filter, Not, Or, parse_filter
+from polycolbert.index.params import K
 from polycolbert.scoring import without_padding_rows
 
 MULTI = "colbert"
@@ -153,7 +155,7 @@ class QdrantBackend:
         location: str,
         collection: str,
         settings: dict[str, Any],
-        model: Any = None,
+        model: TokenEncoder | str | None = None,
         local_folder: str | None = None,
         batch_size: int = 64,
         retries: int = 3,
@@ -207,7 +209,7 @@ class QdrantBackend:
         cls,
         location: str,
         *,
-        model: Any = None,
+        model: TokenEncoder | str | None = None,
         dimensions: int | None = None,
         api_key: str | None = None,
         timeout: int = DEFAULT_TIMEOUT,
@@ -253,7 +255,7 @@ class QdrantBackend:
         cls,
         location: str,
         *,
-        model: Any = None,
+        model: TokenEncoder | str | None = None,
         dimensions: int | None = None,
         distance: str = "cosine",
         quantization: str | None = None,
@@ -359,7 +361,7 @@ class QdrantBackend:
 
     # -- encoding -----------------------------------------------------------------------------------
     @property
-    def model(self) -> Any:
+    def model(self) -> TokenEncoder:
         """The encoder, loaded on first use (a collection fed precomputed vectors never loads one)."""
         if self._model is None:
             from polycolbert import ColBERT
@@ -519,7 +521,7 @@ class QdrantBackend:
     def search(
         self,
         queries: Sequence[str],
-        k: int = 10,
+        k: int = K,
         filter: Filter | None = None,
         hybrid: bool = False,
         query_vectors: Sequence[np.ndarray] | None = None,
@@ -751,7 +753,7 @@ def is_polycolbert_collection(
         _close_client(client, folder)
 
 
-def _model_and_dims(model: Any, dimensions: int | None) -> tuple[str, int]:
+def _model_and_dims(model: TokenEncoder | str | None, dimensions: int | None) -> tuple[str, int]:
     """The model's name and the checked vector size, without loading weights for a plain name."""
     if model is None:
         from polycolbert.models.catalog import DEFAULT_MODEL

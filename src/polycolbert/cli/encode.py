@@ -28,7 +28,7 @@ def encode(
     dtype: Annotated[str, typer.Option(help="auto, float32 or bfloat16.")] = "auto",
 ) -> None:
     """Print token vectors as the JSON body Jina's ``/v1/multi-vector`` returns."""
-    from polycolbert.model import ColBERT
+    from polycolbert.encoding.encoder import ColBERT
 
     check_embedding_type(embedding_type)
     if input_type not in ("query", "document"):

@@ -7,7 +7,7 @@ import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -16,10 +16,13 @@ from rich.table import Table
 from polycolbert.cli.errors import friendly_errors
 from polycolbert.models.catalog import DEFAULT_MODEL
 
+if TYPE_CHECKING:
+    from polycolbert.encoding.encoder import ColBERT
+
 app = typer.Typer()
 
 
-def _load_e5(colbert: Any | None, bf16: bool) -> Any:
+def _load_e5(colbert: ColBERT | None, bf16: bool) -> Any:
     """The untouched packaged e5 backbone (the reference for dense / colbert-raw)."""
     from polycolbert.eval.systems import E5Encoder
 
@@ -96,7 +99,7 @@ def eval_command(
     colbert = None
     e5 = None
     if need_colbert or need_e5:
-        from polycolbert.model import ColBERT, cpu_supports_bf16
+        from polycolbert.encoding.encoder import ColBERT, cpu_supports_bf16
 
         bf16 = dtype == "bfloat16" or (dtype == "auto" and cpu_supports_bf16())
         if need_colbert:

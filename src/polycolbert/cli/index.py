@@ -19,6 +19,7 @@ import typer
 
 from polycolbert.cli.errors import friendly_errors
 from polycolbert.corpus import Document, iter_documents, read_documents, scan_documents, write_trec
+from polycolbert.index.params import NBITS, K
 
 if TYPE_CHECKING:
     from polycolbert.documents import DocumentBatch
@@ -50,7 +51,9 @@ def create(
     location: Location,
     model: Annotated[str, typer.Option(help="Catalogue name, hub id or checkpoint folder.")] = "",
     dimensions: Annotated[int | None, typer.Option(help="A Matryoshka size the model offers.")] = None,
-    nbits: Annotated[int, typer.Option(help="Embedded index: residual bits per dimension, 1, 2 or 4.")] = 2,
+    nbits: Annotated[
+        int, typer.Option(help="Embedded index: residual bits per dimension, 1, 2 or 4.")
+    ] = NBITS,
     prefetch: Annotated[
         str | None, typer.Option(help="Qdrant: single-vector prefetch, mean | muvera | none.")
     ] = None,
@@ -209,7 +212,7 @@ def search(
     location: Location,
     query: Annotated[str | None, typer.Option(help="One query text.")] = None,
     queries: Annotated[Path | None, typer.Option(help="JSONL of {_id, text} or BEIR queries.jsonl.")] = None,
-    k: Annotated[int, typer.Option(help="Results per query.")] = 10,
+    k: Annotated[int, typer.Option(help="Results per query.")] = K,
     exhaustive: Annotated[bool, typer.Option(help="Score every document (for checking).")] = False,
     hybrid: Annotated[bool, typer.Option(help="Fuse FTS5 keyword ranks with MaxSim (RRF).")] = False,
     filter: Annotated[str | None, typer.Option(help='Metadata filter as JSON, e.g. {"lang": "de"}.')] = None,

@@ -37,7 +37,7 @@ def rerank(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Rank DOCUMENTS (and those in --file) by MaxSim against --query, best first."""
-    from polycolbert.model import ColBERT
+    from polycolbert.encoding.encoder import ColBERT
     from polycolbert.rerank import rerank_texts
 
     texts = list(documents or [])

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from polycolbert.cli.errors import friendly_errors
+from polycolbert.server.limits import MAX_BATCH_TOKENS, MAX_QUEUE, MAX_REQUEST_TOKENS
 
 app = typer.Typer()
 
@@ -30,11 +31,11 @@ def serve(
     ] = None,
     keys_file: Annotated[Path | None, typer.Option(help="File with one API key per line.")] = None,
     dtype: Annotated[str, typer.Option(help="auto, float32 or bfloat16.")] = "auto",
-    max_queue: Annotated[int, typer.Option(min=1, help="Queued jobs per model before 429.")] = 256,
-    max_batch_tokens: Annotated[int, typer.Option(min=64)] = 32768,
+    max_queue: Annotated[int, typer.Option(min=1, help="Queued jobs per model before 429.")] = MAX_QUEUE,
+    max_batch_tokens: Annotated[int, typer.Option(min=64)] = MAX_BATCH_TOKENS,
     max_request_tokens: Annotated[
         int, typer.Option(min=64, help="Tokens one request may ask for before a 400.")
-    ] = 262_144,
+    ] = MAX_REQUEST_TOKENS,
     batching: Annotated[bool, typer.Option(help="Merge concurrent requests into shared batches.")] = True,
     aliases: Annotated[bool, typer.Option(help="Answer 'jina-colbert-v2' with the default model.")] = True,
     allowed_host: Annotated[

@@ -8,9 +8,10 @@ from typing import Annotated
 import typer
 
 from polycolbert.cli.errors import friendly_errors
-from polycolbert.models.catalog import DEFAULT_MODEL
+from polycolbert.train.trainer import TrainConfig
 
 app = typer.Typer()
+DEFAULT = TrainConfig(output="")  # every option's default is TrainConfig's
 
 
 def load_data_spec(spec: str, limit: int | None, seed: int):
@@ -31,37 +32,39 @@ def load_data_spec(spec: str, limit: int | None, seed: int):
 def train(
     output: Annotated[Path, typer.Option(help="Folder for the checkpoint (polycolbert layout).")],
     data: Annotated[list[str], typer.Option(help="JSONL file or BEIR folder[:qrels.tsv]; repeatable.")],
-    model: Annotated[str, typer.Option(help="Base model: name, hub id or folder.")] = DEFAULT_MODEL,
-    steps: Annotated[int, typer.Option(min=1)] = 1000,
-    batch_size: Annotated[int, typer.Option(min=1)] = 32,
-    grad_accum: Annotated[int, typer.Option(min=1)] = 1,
-    lr: float = 1e-3,
-    backbone_lr: float = 2e-5,
-    temperature: float = 1.0,
-    dims: Annotated[str, typer.Option(help="Comma-separated head sizes.")] = "128,96,64",
-    train_backbone: Annotated[str, typer.Option(help="none, top, all or lora.")] = "none",
-    top_layers: int = 2,
+    model: Annotated[str, typer.Option(help="Base model: name, hub id or folder.")] = DEFAULT.model,
+    steps: Annotated[int, typer.Option(min=1)] = DEFAULT.steps,
+    batch_size: Annotated[int, typer.Option(min=1)] = DEFAULT.batch_size,
+    grad_accum: Annotated[int, typer.Option(min=1)] = DEFAULT.grad_accum,
+    lr: float = DEFAULT.lr,
+    backbone_lr: float = DEFAULT.backbone_lr,
+    temperature: float = DEFAULT.temperature,
+    dims: Annotated[str, typer.Option(help="Comma-separated head sizes.")] = ",".join(map(str, DEFAULT.dims)),
+    train_backbone: Annotated[str, typer.Option(help="none, top, all or lora.")] = DEFAULT.train_backbone,
+    top_layers: int = DEFAULT.top_layers,
     cache_lower_states: Annotated[
         bool, typer.Option(help="--train-backbone top: run the frozen lower layers once, not every step.")
-    ] = True,
-    lora_rank: int = 8,
-    init_heads: Annotated[str, typer.Option(help="keep (the base model's heads) or pca.")] = "keep",
+    ] = DEFAULT.cache_lower_states,
+    lora_rank: int = DEFAULT.lora_rank,
+    init_heads: Annotated[
+        str, typer.Option(help="keep (the base model's heads) or pca.")
+    ] = DEFAULT.init_heads,
     self_distill: Annotated[
         float, typer.Option(help="Weight of distillation from centred backbone MaxSim.")
-    ] = 0.0,
+    ] = DEFAULT.self_distill_weight,
     negatives: Annotated[int, typer.Option(help="BM25 hard negatives per example (0: in-batch only).")] = 1,
     limit_per_source: Annotated[
         int | None, typer.Option(help="At most this many examples per --data.")
     ] = None,
-    doc_maxlen: int = 256,
-    seed: int = 0,
-    device: str | None = None,
-    save_every: int = 500,
-    resume: bool = True,
+    doc_maxlen: int = DEFAULT.doc_maxlen,
+    seed: int = DEFAULT.seed,
+    device: str | None = DEFAULT.device,
+    save_every: int = DEFAULT.save_every,
+    resume: bool = DEFAULT.resume,
 ) -> None:
     """Train with in-batch contrastive (+ hard negatives) and distillation losses, summed over sizes."""
     from polycolbert.train.data import add_bm25_negatives
-    from polycolbert.train.trainer import TrainConfig, Trainer
+    from polycolbert.train.trainer import Trainer
 
     if train_backbone not in ("none", "top", "all", "lora"):
         raise ValueError(f"--train-backbone must be none, top, all or lora; got {train_backbone!r}")

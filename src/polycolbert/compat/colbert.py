@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from polycolbert.model import ColBERT
+from polycolbert.encoding.encoder import ColBERT
 
 
 @dataclass

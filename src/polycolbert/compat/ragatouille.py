@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from polycolbert.encoding.encoder import ColBERT
 from polycolbert.index.index import Index
-from polycolbert.model import ColBERT
 from polycolbert.rerank import Ranked, RankedText, rerank, rerank_texts
 
 PASSAGE_SEPARATOR = "#"

@@ -8,22 +8,22 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from rich.console import Console
 
+from polycolbert.encoding.encoder import ColBERT
 from polycolbert.eval.datasets import Dataset
 from polycolbert.eval.metrics import evaluate as score_run
 from polycolbert.eval.report import DatasetResult
 from polycolbert.eval.systems import (
     ALL_SYSTEMS,
-    COLBERT_DIMS,
     ColBERTEncoder,
     E5Encoder,
     SystemRun,
     run_bm25,
     run_vector_systems,
 )
+from polycolbert.models.spec import MATRYOSHKA_DIMS
 
 E5_SYSTEMS = ("dense", "colbert-raw")
 
@@ -42,14 +42,14 @@ def parse_systems(text: str) -> list[str]:
 
 
 def colbert_dims(systems: Sequence[str]) -> list[int]:
-    return [d for d in COLBERT_DIMS if f"colbert-{d}" in systems]
+    return [d for d in MATRYOSHKA_DIMS if f"colbert-{d}" in systems]
 
 
 def evaluate(
     datasets: Sequence[Dataset],
     systems: Sequence[str],
     cache_root: Path,
-    colbert: Any | None = None,
+    colbert: ColBERT | None = None,
     e5: E5Encoder | None = None,
     k: int = 100,
     console: Console | None = None,

@@ -20,7 +20,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import numpy as np
 import torch
@@ -28,15 +28,16 @@ import torch.nn.functional as F
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from polycolbert.encoding import length_sorted_batches
+from polycolbert.encoding.encoder import ColBERT, InputType
+from polycolbert.encoding.recipe import length_sorted_batches
 from polycolbert.eval.bm25 import BM25Index
 from polycolbert.eval.cache import EncodingCache, fingerprint_modules
 from polycolbert.eval.datasets import Dataset
 from polycolbert.eval.exhaustive import ranked_runs
+from polycolbert.models.spec import MATRYOSHKA_DIMS
 from polycolbert.scoring import maxsim_buckets
 
-COLBERT_DIMS = (128, 96, 64)
-ALL_SYSTEMS = ("bm25", "dense", "colbert-raw", *(f"colbert-{d}" for d in COLBERT_DIMS))
+ALL_SYSTEMS = ("bm25", "dense", "colbert-raw", *(f"colbert-{d}" for d in MATRYOSHKA_DIMS))
 E5_PREFIX = {"query": "query: ", "document": "passage: "}
 E5_MAX_TOKENS = 512  # position table of multilingual-e5-small: longer texts are cut (as e5 itself does)
 BATCH_TOKENS = 8192
@@ -133,7 +134,7 @@ class E5Encoder:
 class ColBERTEncoder:
     """``colbert-<d>`` vectors for every Matryoshka size, from one pass of a :class:`polycolbert.ColBERT`."""
 
-    def __init__(self, model: Any, dims: Sequence[int] = COLBERT_DIMS):
+    def __init__(self, model: ColBERT, dims: Sequence[int] = MATRYOSHKA_DIMS):
         self.model = model
         self.dims = tuple(d for d in dims if d in model.dims)
         if not self.dims:
@@ -156,7 +157,8 @@ class ColBERTEncoder:
             chunk = order[start : start + 256]
             # batch_size 128: ColBERT.encode_multi has a large fixed cost per batch (256 XQuAD queries took
             # 34.7 s at 32 per batch, 8.9 s at 128); its token budget per batch still bounds memory.
-            vectors = self.model.encode_multi([texts[i] for i in chunk], side, self.dims, batch_size=128)
+            kind = cast(InputType, side)
+            vectors = self.model.encode_multi([texts[i] for i in chunk], kind, self.dims, batch_size=128)
             for d in self.dims:
                 for i, v in zip(chunk, vectors[d], strict=True):
                     slots[f"colbert-{d}"][i] = v

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from polycolbert.documents import DocumentBatch, SearchHit
+from polycolbert.encoding.protocol import TokenEncoder
 from polycolbert.filters import Filter
 from polycolbert.index import params as P
 from polycolbert.index.codec import Codec, choose_n_centroids
@@ -68,7 +69,7 @@ class Index:
         self,
         path: Path,
         db: sqlite3.Connection,
-        model: Any = None,
+        model: TokenEncoder | None = None,
         memory_budget_mb: float = P.MEMORY_BUDGET_MB,
     ):
         self.path = path
@@ -104,9 +105,9 @@ class Index:
     def create(
         cls,
         path: str | Path,
-        model: Any = None,
+        model: TokenEncoder | str | None = None,
         dimensions: int | None = None,
-        nbits: int = 2,
+        nbits: int = P.NBITS,
         memory_budget_mb: float = P.MEMORY_BUDGET_MB,
     ) -> Index:
         """A new empty index; ``model`` is a ColBERT, a model name, or None (vectors supplied by caller)."""
@@ -115,11 +116,11 @@ class Index:
             raise ValueError(f"{path} already exists and is not empty; choose a new folder")
         if nbits not in (1, 2, 4):
             raise ValueError(f"nbits must be 1, 2 or 4; got {nbits!r}")
-        if isinstance(model, str) and model != NO_MODEL:
+        if isinstance(model, str):
             from polycolbert import ColBERT
 
-            model = ColBERT.load(model)
-        if model is not None and model != NO_MODEL:
+            model = None if model == NO_MODEL else ColBERT.load(model)
+        if model is not None:
             dimensions = (
                 model.check_dimensions(dimensions)
                 if hasattr(model, "check_dimensions")
@@ -129,7 +130,7 @@ class Index:
                 raise ValueError(f"dimensions must be one of {list(model.dims)} for {model.name}")
             name = model.name
         else:
-            model, name = None, NO_MODEL
+            name = NO_MODEL
             if not isinstance(dimensions, int) or isinstance(dimensions, bool) or dimensions <= 0:
                 raise ValueError("an index without a model needs dimensions= (a positive integer)")
         if dimensions * nbits % 8:
@@ -156,7 +157,9 @@ class Index:
         return cls(path, db, model, memory_budget_mb)
 
     @classmethod
-    def open(cls, path: str | Path, model: Any = None, memory_budget_mb: float = P.MEMORY_BUDGET_MB) -> Index:
+    def open(
+        cls, path: str | Path, model: TokenEncoder | None = None, memory_budget_mb: float = P.MEMORY_BUDGET_MB
+    ) -> Index:
         path = Path(path)
         if not (path / "index.sqlite").is_file():
             raise FileNotFoundError(f"no index at {path} (create one with `polycolbert index create {path}`)")
@@ -176,7 +179,7 @@ class Index:
         self.close()
 
     # ----------------------------------------------------------------- encoding
-    def encoder(self) -> Any:
+    def encoder(self) -> TokenEncoder:
         """The model that encodes for this index, loaded on first use (an index fed vectors needs none)."""
         if self._model is None:
             if self.model_name == NO_MODEL:
@@ -656,7 +659,7 @@ class Index:
     def search(
         self,
         queries: Sequence[str] | None = None,
-        k: int = 10,
+        k: int = P.K,
         filter: Filter | None = None,
         hybrid: bool = False,
         query_vectors: Sequence[np.ndarray] | None = None,

@@ -11,6 +11,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# What a caller gets without choosing; the backends, the CLI and the server refer to these names.
+NBITS = 2  # residual bits per dimension of a new index (1, 2 or 4)
+K = 10  # hits returned per query
+
 BRUTE_FORCE_TOKENS = 200_000
 # An index keeps exact float16 vectors until it holds this many tokens, then trains its codec on them:
 # k-means and the residual buckets need a few tokens per centroid, and a codec fitted to a tiny first

@@ -13,6 +13,7 @@ from importlib import resources
 from pathlib import Path
 
 from polycolbert.models.files import CheckpointError
+from polycolbert.models.spec import MATRYOSHKA_DIMS
 
 DEFAULT_MODEL = "polycolbert-e5-small"
 HUB_FILES = ["*.json", "*.metadata", "*.safetensors", "*.txt", "*.model", "1_Dense/*"]
@@ -36,7 +37,7 @@ CATALOG: tuple[CatalogEntry, ...] = (
         DEFAULT_MODEL,
         "packaged:polycolbert-e5-small",
         "polycolbert",
-        (128, 96, 64),
+        MATRYOSHKA_DIMS,
         32,
         8192,
         "~100 (multilingual-e5-small)",
@@ -47,7 +48,7 @@ CATALOG: tuple[CatalogEntry, ...] = (
         "jina-colbert-v2",
         "jinaai/jina-colbert-v2",
         "jina",
-        (128, 96, 64),
+        MATRYOSHKA_DIMS,
         32,
         8192,
         "89",
@@ -80,7 +81,7 @@ CATALOG: tuple[CatalogEntry, ...] = (
         "colbertv2.0",
         "colbert-ir/colbertv2.0",
         "stanford",
-        (128, 96, 64),
+        MATRYOSHKA_DIMS,
         32,
         180,
         "en",

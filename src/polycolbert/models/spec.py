@@ -12,6 +12,8 @@ from typing import Literal
 Layout = Literal["jina", "stanford", "pylate", "polycolbert", "packaged"]
 BackboneKind = Literal["bert", "xlm-roberta", "jina-xlm-roberta"]
 
+# The Matryoshka sizes, largest first: what heads are trained to, what a model offers below its largest
+# head (by truncation), what training and evaluation cover by default; the first is the default size.
 MATRYOSHKA_DIMS: tuple[int, ...] = (128, 96, 64)
 
 
@@ -62,4 +64,4 @@ class ModelSpec:
 
     @property
     def default_dim(self) -> int:
-        return 128 if 128 in self.dims else max(self.dims)
+        return MATRYOSHKA_DIMS[0] if MATRYOSHKA_DIMS[0] in self.dims else max(self.dims)

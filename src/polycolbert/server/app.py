@@ -21,17 +21,19 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import BaseRoute, Route
 
 from polycolbert import __version__
+from polycolbert.backends.registry import BackendRegistry
 from polycolbert.server import errors
 from polycolbert.server.auth import check_authorization
 from polycolbert.server.batching import Batcher
 from polycolbert.server.cross_site import SitePolicy, check_cross_site
-from polycolbert.server.index_routes import IndexStore
-from polycolbert.server.index_routes import router as index_router
-from polycolbert.server.metrics import Metrics
+from polycolbert.server.limits import MAX_BATCH_TOKENS, MAX_QUEUE, MAX_REQUEST_TOKENS
+from polycolbert.server.metrics import Metrics, route_label
 from polycolbert.server.registry import DEFAULT_ALIASES, Registry
-from polycolbert.server.routes_jina import router as jina_router
+from polycolbert.server.routes.indexes import router as index_router
+from polycolbert.server.routes.jina import router as jina_router
 from polycolbert.server.schemas import ModelCard, ModelList
 
 log = logging.getLogger("polycolbert.server")
@@ -41,13 +43,13 @@ REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 def load_registry(
     specs: Sequence[str],
     dtype: str = "auto",
-    max_queue: int = 256,
-    max_batch_tokens: int = 32768,
+    max_queue: int = MAX_QUEUE,
+    max_batch_tokens: int = MAX_BATCH_TOKENS,
     batching: bool = True,
     aliases: bool = True,
 ) -> Registry:
     """Load ``NAME=PATH`` / ``PATH`` specs plus the default model (always served)."""
-    from polycolbert.model import ColBERT
+    from polycolbert.encoding.encoder import ColBERT
     from polycolbert.models.catalog import DEFAULT_MODEL
 
     registry = Registry(aliases=dict(DEFAULT_ALIASES) if aliases else {})
@@ -62,9 +64,6 @@ def load_registry(
         served_name = label or model.name
         registry.add(served_name, model, Batcher(model, max_queue, max_batch_tokens, enabled=batching))
     return registry
-
-
-MAX_REQUEST_TOKENS = 262_144  # ~40 s of CPU encoding with the default model; one request cannot hog it
 
 
 def create_app(
@@ -100,6 +99,7 @@ def create_app(
     app.add_exception_handler(RequestValidationError, errors.handle_validation_error)
     app.add_exception_handler(StarletteHTTPException, errors.handle_http_error)
     app.add_exception_handler(Exception, errors.handle_unexpected)
+    routes: list[BaseRoute] = []  # every route, once all are added: labels requests refused before routing
 
     @app.middleware("http")
     async def request_context(request: Request, call_next):  # type: ignore[no-untyped-def]
@@ -107,10 +107,10 @@ def create_app(
         # A caller's id is kept (to follow one request across services) only if it is a plain token.
         request.state.request_id = supplied if REQUEST_ID.fullmatch(supplied) else uuid.uuid4().hex
         started = time.perf_counter()
-        route = request.url.path
+        path = request.url.path
         try:
             check_cross_site(request.method, request.headers, app.state.site)
-            if route.startswith("/v1/"):
+            if path.startswith("/v1/"):
                 check_authorization(request.headers.get("authorization"), app.state.keys)
             response = await call_next(request)
         except errors.APIError as error:
@@ -119,15 +119,15 @@ def create_app(
             response = await errors.handle_unexpected(request, error)
         elapsed = time.perf_counter() - started
         response.headers["X-Request-ID"] = request.state.request_id
-        known = route if route in KNOWN_ROUTES else "other"
-        metrics.requests.labels(known, str(response.status_code)).inc()
-        metrics.latency.labels(known).observe(elapsed)
+        label = route_label(request, routes)
+        metrics.requests.labels(label, str(response.status_code)).inc()
+        metrics.latency.labels(label).observe(elapsed)
         log.info(
             json.dumps(
                 {
                     "request_id": request.state.request_id,
                     "method": request.method,
-                    "path": route,
+                    "path": path,
                     "status": response.status_code,
                     "ms": round(elapsed * 1000, 2),
                 }
@@ -136,7 +136,7 @@ def create_app(
         return response
 
     app.include_router(jina_router)
-    app.state.indexes = IndexStore(index_root)
+    app.state.indexes = BackendRegistry(index_root)
     app.include_router(index_router)
 
     @app.get("/v1/models", response_model=ModelList)
@@ -165,16 +165,6 @@ def create_app(
             metrics.queue_depth.labels(name).set(served.batcher.depth)
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
+    routes += [*jina_router.routes, *index_router.routes]
+    routes += [route for route in app.router.routes if isinstance(route, Route)]
     return app
-
-
-KNOWN_ROUTES = {
-    "/v1/multi-vector",
-    "/v1/multi-embeddings",
-    "/v1/embeddings",
-    "/v1/rerank",
-    "/v1/models",
-    "/healthz",
-    "/metrics",
-    "/",
-}

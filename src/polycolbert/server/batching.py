@@ -17,8 +17,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from polycolbert.encoding import TokenizedText
-from polycolbert.model import ColBERT
+from polycolbert.encoding.encoder import ColBERT
+from polycolbert.encoding.recipe import TokenizedText
+from polycolbert.server.limits import MAX_BATCH_TOKENS, MAX_QUEUE
 
 
 class QueueFull(Exception):
@@ -40,8 +41,8 @@ class Batcher:
     def __init__(
         self,
         model: ColBERT,
-        max_queue: int = 256,
-        max_batch_tokens: int = 32768,
+        max_queue: int = MAX_QUEUE,
+        max_batch_tokens: int = MAX_BATCH_TOKENS,
         wait_ms: float = 2.0,
         enabled: bool = True,
     ):

@@ -1,4 +1,4 @@
-"""Reading request bodies: size limit, UTF-8 check, and JSON that tolerates ``#`` comments.
+"""Reading request bodies: size limit, UTF-8 check, JSON that tolerates ``#`` comments, schema validation.
 
 Jina's release note shows curl bodies with ``# ...`` remarks after values (``"dimensions": 128, # or 64``).
 Strict JSON rejects them; we accept them (outside strings only) so those commands work unchanged,
@@ -11,6 +11,9 @@ from __future__ import annotations
 import json
 import math
 from typing import Any
+
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ValidationError
 
 from polycolbert.server.errors import APIError
 
@@ -147,3 +150,12 @@ async def read_limited(request: Any, limit: int = MAX_BODY_BYTES) -> bytes:
             )
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+async def read_request(request: Any, schema: type[BaseModel]) -> Any:
+    """Parse (size, UTF-8, lenient JSON) and validate; validation errors become 422 in Jina's shape."""
+    payload = parse_body(await read_limited(request))
+    try:
+        return schema.model_validate(payload)
+    except ValidationError as error:
+        raise RequestValidationError(error.errors(include_url=False)) from None

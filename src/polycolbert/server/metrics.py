@@ -1,8 +1,27 @@
-"""Prometheus metrics for one app instance (its own registry, so several apps can live in one process)."""
+"""Prometheus metrics for one app instance (its own registry, so several apps can live in one process).
+
+Requests are labelled by the path template of the route that matched (``/v1/indexes/{name}/search``), so
+every route has one label whatever its parameters, and a path no route matches is ``other``.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from starlette.requests import Request
+from starlette.routing import BaseRoute, Match
+
+UNMATCHED = "other"
+
+
+def route_label(request: Request, routes: Sequence[BaseRoute]) -> str:
+    """The path template of the route that served ``request``; a request refused before routing (auth)
+    is matched against ``routes``, the app's routes, to find the one it asked for."""
+    route = request.scope.get("route")
+    if route is None:
+        route = next((r for r in routes if r.matches(request.scope)[0] == Match.FULL), None)
+    return getattr(route, "path", UNMATCHED)
 
 
 class Metrics:

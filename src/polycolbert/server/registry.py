@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from polycolbert.model import ColBERT
+from polycolbert.encoding.encoder import ColBERT
 from polycolbert.models.catalog import DEFAULT_MODEL
 from polycolbert.server.batching import Batcher
 from polycolbert.server.errors import APIError

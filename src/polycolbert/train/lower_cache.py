@@ -21,8 +21,8 @@ from functools import partial
 
 import torch
 
-from polycolbert.encoding import length_sorted_batches
-from polycolbert.model import ColBERT, DType, resolve_dtype
+from polycolbert.encoding.encoder import ColBERT, DType, resolve_dtype
+from polycolbert.encoding.recipe import length_sorted_batches
 from polycolbert.models.backbones.layered import layered
 
 

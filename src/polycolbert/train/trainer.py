@@ -27,11 +27,12 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from polycolbert.model import STATES, ColBERT, DType
+from polycolbert.encoding.encoder import STATES, ColBERT, DType
 from polycolbert.models.backbones.layered import layered
 from polycolbert.models.catalog import DEFAULT_MODEL
 from polycolbert.models.checkpoint import save_polycolbert_checkpoint
 from polycolbert.models.heads import ColBERTHeads
+from polycolbert.models.spec import MATRYOSHKA_DIMS
 from polycolbert.scoring import maxsim_padded
 from polycolbert.train.data import TrainingExample
 from polycolbert.train.losses import (
@@ -51,7 +52,7 @@ class TrainConfig:
 
     output: str
     model: str = DEFAULT_MODEL
-    dims: tuple[int, ...] = (128, 96, 64)
+    dims: tuple[int, ...] = MATRYOSHKA_DIMS
     steps: int = 1000
     batch_size: int = 32
     grad_accum: int = 1

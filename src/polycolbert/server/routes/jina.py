@@ -5,15 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
 
+from polycolbert.encoding.encoder import InputType
 from polycolbert.formats import to_json_vectors
-from polycolbert.model import InputType
 from polycolbert.rerank import rerank as rank
 from polycolbert.rerank import token_matches
 from polycolbert.server.batching import QueueFull
-from polycolbert.server.body import parse_body, read_limited
+from polycolbert.server.body import read_request
 from polycolbert.server.errors import APIError
 from polycolbert.server.registry import ServedModel
 from polycolbert.server.schemas import (
@@ -28,17 +27,6 @@ from polycolbert.server.schemas import (
 
 router = APIRouter()
 OPENAPI_BODY = {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}}
-
-
-async def read_request(request: Request, schema: type[BaseModel]) -> Any:
-    """Parse (size, UTF-8, lenient JSON) and validate; validation errors become 422 in Jina's shape."""
-    payload = parse_body(await read_limited(request))
-    try:
-        return schema.model_validate(payload)
-    except ValidationError as error:
-        from fastapi.exceptions import RequestValidationError
-
-        raise RequestValidationError(error.errors(include_url=False)) from None
 
 
 def _served(request: Request, name: str) -> ServedModel:

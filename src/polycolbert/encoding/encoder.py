@@ -21,15 +21,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from polycolbert.encoding import Recipe, TokenizedText, length_sorted_batches
+from polycolbert.encoding.recipe import Recipe, TokenizedText, length_sorted_batches
 from polycolbert.models.catalog import DEFAULT_MODEL, resolve
 from polycolbert.models.checkpoint import LoadedCheckpoint, load_checkpoint
 from polycolbert.models.spec import ModelSpec
 
 DType = Literal["auto", "float32", "bfloat16"]
 InputType = Literal["query", "document"]
-RAW = 0  # pseudo-dimension: the backbone's own L2-normalised token states, before any head
-STATES = -1  # pseudo-dimension: the backbone's token states as they are (what heads are trained on)
+# Pseudo-dimensions ``encode_multi`` accepts besides the sizes a model offers:
+NORMALISED_STATES = 0  # the backbone's own token states, L2-normalised, before any head
+STATES = -1  # the backbone's token states as they are (what heads are trained on)
 MAX_BATCH_TOKENS = 16384
 
 
@@ -160,7 +161,8 @@ class ColBERT:
     ) -> dict[int, list[np.ndarray]]:
         """Several output sizes from one backbone pass.
 
-        ``RAW`` (0) gives the normalised backbone states, ``STATES`` (-1) the unnormalised ones.
+        ``NORMALISED_STATES`` (0) gives the normalised backbone states, ``STATES`` (-1) the unnormalised
+        ones.
         """
         wanted = self._checked_dims(dims)
         return self._run(self.tokenize(texts, input_type), wanted, batch_size, progress)
@@ -172,10 +174,10 @@ class ColBERT:
         return self._run(tokenized, self._checked_dims(dims), batch_size, False)
 
     def _checked_dims(self, dims: Iterable[int]) -> tuple[int, ...]:
-        """Requested sizes, deduplicated in order; RAW and STATES pass, others must be offered."""
+        """Requested sizes, deduplicated in order; the pseudo-dimensions pass, others must be offered."""
         wanted = tuple(dict.fromkeys(dims))
         for dim in wanted:
-            if dim not in (RAW, STATES):
+            if dim not in (NORMALISED_STATES, STATES):
                 self.check_dimensions(dim)
         return wanted
 
@@ -233,7 +235,7 @@ class ColBERT:
                 if dim == STATES:
                     vectors = rows.float().cpu().numpy()
                 else:
-                    projected = rows if dim == RAW else self.heads(rows, dim)
+                    projected = rows if dim == NORMALISED_STATES else self.heads(rows, dim)
                     vectors = F.normalize(projected.float(), p=2, dim=-1).cpu().numpy()
                 for text_index, target_rows, taken in targets:
                     outputs[dim][text_index][target_rows] = vectors[taken]

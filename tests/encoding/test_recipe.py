@@ -6,7 +6,13 @@ import time
 
 import pytest
 
-from polycolbert.encoding import Recipe, length_sorted_batches, plan_windows, stanford_skiplist, window_owners
+from polycolbert.encoding.recipe import (
+    Recipe,
+    length_sorted_batches,
+    plan_windows,
+    stanford_skiplist,
+    window_owners,
+)
 from polycolbert.models.spec import ModelSpec
 
 QUERY_MARKER, DOC_MARKER, MASK = 250002, 250003, 250001

@@ -12,30 +12,29 @@ serves both the Jina routes and search.
 
 from __future__ import annotations
 
-import re
-import threading
-from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
 from pydantic import Field, StrictBool, StrictInt, StrictStr
 from starlette.concurrency import run_in_threadpool
 
-from polycolbert.backends import Backend, create_backend, is_qdrant, open_backend
+from polycolbert.backends import Backend
+from polycolbert.backends.registry import BackendRegistry, IndexNotFound, NoIndexRoot
 from polycolbert.filters import validate_filter
+from polycolbert.index.params import NBITS, K
+from polycolbert.models.catalog import DEFAULT_MODEL
+from polycolbert.server.body import read_request
 from polycolbert.server.errors import APIError
-from polycolbert.server.routes_jina import read_request
 from polycolbert.server.schemas import MAX_INPUTS, Strict
 
 router = APIRouter()
-NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
 class CreateIndex(Strict):
     name: StrictStr
-    model: StrictStr = "polycolbert-e5-small"
+    model: StrictStr = DEFAULT_MODEL
     dimensions: StrictInt | None = None
-    nbits: StrictInt = 2
+    nbits: StrictInt = NBITS
 
 
 class Document(Strict):
@@ -55,91 +54,43 @@ class DeleteDocuments(Strict):
 
 class SearchIndex(Strict):
     queries: Annotated[list[StrictStr], Field(min_length=1, max_length=MAX_INPUTS)]
-    k: Annotated[StrictInt, Field(ge=1, le=1000)] = 10
+    k: Annotated[StrictInt, Field(ge=1, le=1000)] = K
     filter: dict[str, Any] | None = None
     hybrid: StrictBool = False
     exhaustive: StrictBool = False
 
 
-class IndexStore:
-    """Open indexes by name under ``root``; one write lock per index (SQLite serialises commits anyway)."""
-
-    def __init__(self, root: str | Path | None):
-        self.root = None if root is None else str(root).rstrip("/") or "/"
-        self.qdrant = self.root is not None and is_qdrant(self.root)
-        self.open: dict[str, Backend] = {}
-        self.locks: dict[str, threading.Lock] = {}
-
-    def location(self, name: str) -> str:
-        if self.root is None:
-            raise APIError(
-                404, "RESOURCE_NOT_FOUND", "This server has no index root: start it with --index-root DIR"
-            )
-        if not NAME.match(name):
-            raise APIError(400, "INPUT_INVALID", f"Index name {name!r}: use letters, digits, '_', '-', '.'")
-        return f"{self.root}/{name}" if self.qdrant else str(Path(self.root) / name)
-
-    def exists(self, name: str) -> bool:
-        if self.qdrant:
-            from polycolbert.backends.qdrant import is_polycolbert_collection
-
-            return bool(_checked(is_polycolbert_collection, self.location(name)))
-        return Path(self.location(name)).exists()
-
-    def get(self, request: Request, name: str) -> Backend:
-        if name in self.open:
-            return self.open[name]
-        location = self.location(name)
-        if not self.exists(name) or (not self.qdrant and not (Path(location) / "index.sqlite").is_file()):
-            raise APIError(404, "RESOURCE_NOT_FOUND", f"No index named {name!r}")
-        probe = _checked(open_backend, location)
-        model_name = probe.model_name
-        probe.close()
-        served = request.app.state.registry.get(model_name)
-        self.open[name] = _checked(open_backend, location, model=served.model)
-        self.locks[name] = threading.Lock()
-        return self.open[name]
-
-    def create(self, name: str, model: Any, dimensions: int | None, nbits: int) -> Backend:
-        backend = create_backend(self.location(name), model=model, dimensions=dimensions, nbits=nbits)
-        self.open[name], self.locks[name] = backend, threading.Lock()
-        return backend
-
-    def names(self) -> list[str]:
-        if self.root is None:
-            return []
-        if self.qdrant:
-            from polycolbert.backends.qdrant import list_collections
-
-            return _checked(list_collections, self.root)
-        root = Path(self.root)
-        if not root.is_dir():
-            return []
-        return sorted(p.name for p in root.iterdir() if (p / "index.sqlite").is_file())
-
-    def close(self) -> None:
-        for backend in self.open.values():
-            backend.close()
-        self.open.clear()
+NO_ROOT = "This server has no index root: start it with --index-root DIR"
 
 
-def _store(request: Request) -> IndexStore:
+def _store(request: Request) -> BackendRegistry:
     return request.app.state.indexes
 
 
 def _checked(call: Any, *args: Any, **kwargs: Any) -> Any:
+    """``call``, with the library's refusals worded as API errors (404 for a missing index, else 400)."""
     try:
         return call(*args, **kwargs)
+    except NoIndexRoot:
+        raise APIError(404, "RESOURCE_NOT_FOUND", NO_ROOT) from None
+    except IndexNotFound as error:
+        raise APIError(404, "RESOURCE_NOT_FOUND", str(error)) from None
     except (ValueError, KeyError) as error:
         raise APIError(400, "INPUT_INVALID", str(error)) from None
+
+
+def _index(request: Request, name: str) -> Backend:
+    """The open index ``name``, encoded by the served model of the name it was created with."""
+    registry = request.app.state.registry
+    return _checked(_store(request).get, name, lambda model_name: registry.get(model_name).model)
 
 
 @router.get("/v1/indexes")
 async def list_indexes(request: Request) -> dict[str, Any]:
     store = _store(request)
     data = []
-    for name in store.names():
-        info = await run_in_threadpool(store.get(request, name).info)
+    for name in _checked(store.names):
+        info = await run_in_threadpool(_index(request, name).info)
         data.append(
             {
                 "name": name,
@@ -155,8 +106,8 @@ async def list_indexes(request: Request) -> dict[str, Any]:
 async def create_index(request: Request) -> dict[str, Any]:
     body: CreateIndex = await read_request(request, CreateIndex)
     store = _store(request)
-    store.location(body.name)  # validates the name before anything else
-    if await run_in_threadpool(store.exists, body.name):
+    _checked(store.location, body.name)  # validates the name before anything else
+    if await run_in_threadpool(_checked, store.exists, body.name):
         raise APIError(409, "CONFLICT_RESOURCE_BUSY", f"Index {body.name!r} already exists")
     served = request.app.state.registry.get(body.model)
     index = await run_in_threadpool(
@@ -167,14 +118,14 @@ async def create_index(request: Request) -> dict[str, Any]:
 
 @router.get("/v1/indexes/{name}")
 async def index_info(request: Request, name: str) -> dict[str, Any]:
-    return await run_in_threadpool(_store(request).get(request, name).info)
+    return await run_in_threadpool(_index(request, name).info)
 
 
 @router.post("/v1/indexes/{name}/documents")
 async def add_documents(request: Request, name: str) -> dict[str, Any]:
     body: AddDocuments = await read_request(request, AddDocuments)
     store = _store(request)
-    index = store.get(request, name)
+    index = _index(request, name)
     ids = [d.id for d in body.documents]
     texts = [d.text for d in body.documents]
     metadata = [d.metadata for d in body.documents]
@@ -194,7 +145,7 @@ async def add_documents(request: Request, name: str) -> dict[str, Any]:
 async def delete_documents(request: Request, name: str) -> dict[str, Any]:
     body: DeleteDocuments = await read_request(request, DeleteDocuments)
     store = _store(request)
-    index = store.get(request, name)
+    index = _index(request, name)
 
     def remove() -> int:
         with store.locks[name]:
@@ -206,7 +157,7 @@ async def delete_documents(request: Request, name: str) -> dict[str, Any]:
 @router.post("/v1/indexes/{name}/search")
 async def search_index(request: Request, name: str) -> dict[str, Any]:
     body: SearchIndex = await read_request(request, SearchIndex)
-    index = _store(request).get(request, name)
+    index = _index(request, name)
     if body.filter is not None:
         _checked(validate_filter, body.filter)
     hits = await run_in_threadpool(

@@ -1,0 +1,7 @@
+"""How much work a server accepts unless told otherwise: ``polycolbert serve``'s options and
+``load_registry`` / ``create_app`` / ``Batcher`` all default to these (a light module, so the CLI can
+show them without importing the web stack)."""
+
+MAX_QUEUE = 256  # jobs waiting per model; one more is refused at once (429), never waited on
+MAX_BATCH_TOKENS = 32768  # tokens merged into one forward pass
+MAX_REQUEST_TOKENS = 262_144  # ~40 s of CPU encoding with the default model; one request cannot hog it
