@@ -185,7 +185,8 @@ def write_pylate(folder: Path, dim: int = 16, with_bias: bool = True):
     """PyLate layout: modules.json, config_sentence_transformers.json, backbone at the root, 1_Dense/."""
     folder.mkdir(parents=True, exist_ok=True)
     tokenizer = bert_tokenizer()
-    tokenizer.add_special_tokens(["[Q]", "[D]"])
+    # As PyLate adds its prefixes: ordinary (not special) tokens, trailing space included.
+    tokenizer.add_tokens(["[Q] ", "[D] "])
     config = tiny_bert_config(tokenizer.get_vocab_size())
     config["architectures"] = ["BertModel"]
     model = random_hf_model("bert", config)

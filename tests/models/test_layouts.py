@@ -76,13 +76,13 @@ def test_pylate_layout_uses_dense_bias_and_pylate_skiplist(tmp_path):
     colbert = ColBERT.load(tmp_path / "pl", dtype="float32")
     v = tok.get_vocab()
     assert colbert.spec.layout == "pylate"
-    assert colbert.spec.query_marker_id == v["[Q]"] and colbert.spec.doc_marker_id == v["[D]"]
+    assert colbert.spec.query_marker_id == v["[Q] "] and colbert.spec.doc_marker_id == v["[D] "]
     # PyLate converts each punctuation word to an id directly (not "first id of its encoding").
     skip = {v.get(s, v["[UNK]"]) for s in string.punctuation}
     linear, bias = dense["linear.weight"], dense["linear.bias"]
-    check_docs(colbert, model, linear, tok, v["[CLS]"], v["[SEP]"], v["[D]"], skip, bias=bias)
+    check_docs(colbert, model, linear, tok, v["[CLS]"], v["[SEP]"], v["[D] "], skip, bias=bias)
     check_queries(
-        colbert, model, linear, tok, v["[CLS]"], v["[SEP]"], v["[Q]"], v["[MASK]"], False, bias=bias
+        colbert, model, linear, tok, v["[CLS]"], v["[SEP]"], v["[Q] "], v["[MASK]"], False, bias=bias
     )
 
 

@@ -136,7 +136,8 @@ class ColBERT:
         progress: bool = False,
     ) -> list[np.ndarray]:
         """One float32 ``[query_maxlen, dimensions]`` array per query: unit vectors, except that a model
-        with ``query_padding="zero"`` (the default model) leaves the rows after the real tokens zero."""
+        with ``query_padding="zero"`` (the default model) leaves the rows after the real tokens zero, and
+        one with ``query_padding="none"`` (PyLate without query expansion) returns only the real rows."""
         dim = self.check_dimensions(dimensions)
         return self.encode_multi(texts, "query", (dim,), batch_size, progress)[dim]
 
@@ -182,7 +183,8 @@ class ColBERT:
         return wanted
 
     def count_tokens(self, texts: Sequence[str], input_type: InputType) -> list[int]:
-        """Tokens each input costs, as Jina's ``usage`` counts them (a query always costs query_maxlen)."""
+        """Tokens each input costs, as Jina's ``usage`` counts them (a query costs query_maxlen, or its
+        real tokens for ``query_padding="none"``)."""
         return [t.n_tokens for t in self.tokenize(texts, input_type)]
 
     def forward_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:

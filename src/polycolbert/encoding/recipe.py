@@ -5,8 +5,8 @@ jina-colbert-v2 documents Stanford ColBERT as its reference path:
 
 * query: ``<s> [QueryMarker] tokens </s>`` cut to ``query_maxlen``, then padded with ``<mask>`` (attended
   to when the checkpoint says so), so a query is always exactly ``query_maxlen`` vectors (models whose
-  backbone never learnt ``<mask>`` expansion may instead repeat their real token vectors or pad with zero
-  vectors: ``ModelSpec.query_padding``);
+  backbone never learnt ``<mask>`` expansion may instead repeat their real token vectors, pad with zero
+  vectors or return only the real rows: ``ModelSpec.query_padding``);
 * document: ``<s> [DocumentMarker] tokens </s>`` cut to ``doc_maxlen``; rows whose id is in the punctuation
   skiplist are dropped. The skiplist is built the way Stanford builds it (first id of each
   ``string.punctuation`` symbol), not written by hand, because for SentencePiece vocabularies that
@@ -101,14 +101,16 @@ class Recipe:
     def _pieces(self, texts: Sequence[str], prefix: str, max_tokens: int) -> list[tuple[list[int], list]]:
         """Token ids and char offsets of each text (prefix rows get offset (0, 0)), specials excluded."""
         max_chars = max_tokens * MAX_CHARS_PER_TOKEN
-        encodings = self.tokenizer.encode_batch(
-            [prefix + t[:max_chars] for t in texts], add_special_tokens=False
-        )
+        joined = [prefix + t[:max_chars] for t in texts]
+        starts = [len(prefix)] * len(joined)  # where each text starts in what is tokenised
+        if self.spec.strip_text:
+            starts = [len(prefix) - (len(j) - len(j.lstrip())) for j in joined]
+            joined = [j.strip() for j in joined]
+        encodings = self.tokenizer.encode_batch(joined, add_special_tokens=False)
         out = []
-        for enc in encodings:
+        for enc, begin in zip(encodings, starts, strict=True):
             offsets = [
-                (0, 0) if end <= len(prefix) else (max(start - len(prefix), 0), end - len(prefix))
-                for start, end in enc.offsets
+                (0, 0) if end <= begin else (max(start - begin, 0), end - begin) for start, end in enc.offsets
             ]
             out.append((list(enc.ids), offsets))
         return out
@@ -118,7 +120,7 @@ class Recipe:
 
     # -- queries ----------------------------------------------------------------------------------
     def tokenize_queries(self, texts: Sequence[str], query_maxlen: int | None = None) -> list[TokenizedText]:
-        """Exactly ``query_maxlen`` rows per query: long queries are cut, short ones padded with masks."""
+        """``query_maxlen`` rows per query (long ones cut, short ones padded), or the real ones for "none"."""
         _check_texts(texts)
         spec = self.spec
         maxlen = query_maxlen or spec.query_maxlen
@@ -138,6 +140,11 @@ class Recipe:
                 spans = real_spans + [(0, 0)] * (maxlen - n_real)
                 token_ids = seq + [spec.pad_id] * (maxlen - n_real)
                 result.append(TokenizedText([window], maxlen, spans, maxlen, len(ids) > room, token_ids))
+                continue
+            if spec.query_padding == "none":
+                # Only real tokens go in and come out: n rows, no padding (PyLate without query expansion).
+                window = Window(seq, [1] * n_real, list(range(n_real)), list(range(n_real)))
+                result.append(TokenizedText([window], n_real, real_spans, n_real, len(ids) > room, seq))
                 continue
             if spec.query_padding == "repeat":
                 # Only real tokens go in; output row i is real token i mod n (still query_maxlen rows).

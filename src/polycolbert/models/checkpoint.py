@@ -7,7 +7,8 @@ Layouts (detected from the files present):
 * ``jina``: jina-colbert-v2 (``config.json`` with ``HF_ColBERT`` and rotary XLM-R, ``artifact.metadata``,
   ``model.safetensors`` with ``roberta.*`` and ``linear.weight``) and its -96 / -64 siblings;
 * ``stanford``: Stanford ColBERT (``artifact.metadata``, BERT or XLM-R with ``linear.weight``);
-* ``pylate``: PyLate / sentence-transformers (``modules.json``, a ``Dense`` module folder).
+* ``pylate``: PyLate / sentence-transformers (``modules.json``, ``Dense`` module folders; the settings are
+  read by :mod:`polycolbert.models.pylate`).
 
 Each reader takes the recipe's defaults from the checkpoint's own metadata, so a model encodes the way its
 authors' reference code does; ``overrides`` (e.g. ``doc_maxlen=300``) change them on request.
@@ -174,15 +175,15 @@ def _load_stanford(folder: Path) -> LoadedCheckpoint:
 
     config = read_json(folder / "config.json")
     meta = _metadata(folder)
-    kind = "xlm-roberta" if config.get("model_type") in ("xlm-roberta", "roberta") else "bert"
+    kind = _hf_kind(config, folder)
     tokenizer = read_tokenizer(folder)
     state = read_weights(folder)
     heads = ColBERTHeads.from_weights(_split_head(state))
-    backbone = build_hf_backbone(kind, config, state)  # type: ignore[arg-type]
+    backbone = build_hf_backbone(kind, config, state)
     spec = ModelSpec(
         name=folder.name,
         layout="stanford",
-        backbone=kind,  # type: ignore[arg-type]
+        backbone=kind,
         hidden_size=int(config["hidden_size"]),
         head_dims=heads.trained_dims,
         query_maxlen=int(meta.get("query_maxlen", 32)),
@@ -200,54 +201,51 @@ def _load_stanford(folder: Path) -> LoadedCheckpoint:
 
 def _load_pylate(folder: Path) -> LoadedCheckpoint:
     from polycolbert.models.backbones.hf import build_hf_backbone
+    from polycolbert.models.pylate import marker_id, read_dense_chain, read_settings, skiplist_ids
 
-    modules = json.loads((folder / "modules.json").read_text(encoding="utf-8"))
-    dense = [m for m in modules if str(m.get("type", "")).endswith("Dense")]
-    if not dense:
-        raise CheckpointError(f"{folder / 'modules.json'} lists no Dense module (the ColBERT projection)")
-    dense_dir = folder / dense[0]["path"]
-    dense_config = read_json(dense_dir / "config.json")
-    activation = str(dense_config.get("activation_function", "torch.nn.modules.linear.Identity"))
-    if not activation.endswith("Identity"):
-        raise CheckpointError(f"Dense activation {activation} is not supported (ColBERT heads are linear)")
-    dense_state = read_weights(dense_dir)
-    weight = dense_state["linear.weight"]
-    bias = dense_state.get("linear.bias")
-    dim = int(weight.shape[0])
-    heads = ColBERTHeads.from_weights({dim: weight}, {dim: bias} if bias is not None else None)
-
-    config = read_json(folder / "config.json")
-    kind = "xlm-roberta" if config.get("model_type") in ("xlm-roberta", "roberta") else "bert"
-    st_config_path = folder / "config_sentence_transformers.json"
-    st_config = read_json(st_config_path) if st_config_path.exists() else {}
-    tokenizer = read_tokenizer(folder)
-    backbone = build_hf_backbone(kind, config, read_weights(folder))  # type: ignore[arg-type]
-    query_prefix = str(st_config.get("query_prefix", "[Q] ")).strip()
-    doc_prefix = str(st_config.get("document_prefix", "[D] ")).strip()
-    # PyLate masks punctuation by converting each skiplist word to an id (unknown words map to <unk>).
-    unk = tokenizer.token_to_id("<unk>") or tokenizer.token_to_id("[UNK]")
-    words = st_config.get("skiplist_words")
-    skiplist = None
-    if words is not None:
-        found = [tokenizer.token_to_id(str(w)) for w in words]
-        skiplist = frozenset(i for i in (unk if f is None else f for f in found) if i is not None)
+    settings = read_settings(folder)
+    config = read_json(settings.backbone_dir / "config.json")
+    kind = _hf_kind(config, settings.backbone_dir)
+    tokenizer = read_tokenizer(settings.backbone_dir)
+    heads = read_dense_chain(settings.dense_dirs, int(config["hidden_size"]))
+    backbone = build_hf_backbone(kind, config, read_weights(settings.backbone_dir))
+    specials = _xlmr_or_bert_specials(tokenizer)
+    unk = next((i for t in ("<unk>", "[UNK]") if (i := tokenizer.token_to_id(t)) is not None), None)
     spec = ModelSpec(
         name=folder.name,
         layout="pylate",
-        backbone=kind,  # type: ignore[arg-type]
+        backbone=kind,
         hidden_size=int(config["hidden_size"]),
         head_dims=heads.trained_dims,
-        query_maxlen=int(st_config.get("query_length") or 32),
-        doc_maxlen=int(st_config.get("document_length") or 180),
-        query_marker_id=token_id(tokenizer, query_prefix),
-        doc_marker_id=token_id(tokenizer, doc_prefix),
-        attend_to_mask_tokens=bool(st_config.get("attend_to_expansion_tokens", False)),
+        query_maxlen=settings.query_length,
+        doc_maxlen=settings.document_length,
+        query_marker_id=marker_id(tokenizer, settings.query_prefix, "query_prefix"),
+        doc_marker_id=marker_id(tokenizer, settings.document_prefix, "document_prefix"),
+        query_prefix=settings.prompt,
+        doc_prefix=settings.prompt,
+        attend_to_mask_tokens=settings.attend_to_expansion_tokens,
+        query_padding="mask" if settings.do_query_expansion else "none",
         mask_punctuation=True,
+        strip_text=True,
         max_positions=_max_positions(config),
         source=str(folder),
-        **_xlmr_or_bert_specials(tokenizer),
+        notes=settings.notes,
+        **specials,
     )
+    skiplist = skiplist_ids(tokenizer, settings.skiplist_words, unk)
     return LoadedCheckpoint(spec, backbone, heads, tokenizer, skiplist, extra={"backbone_config": config})
+
+
+def _hf_kind(config: Mapping[str, Any], folder: Path) -> Literal["bert", "xlm-roberta"]:
+    """The transformers encoder a config.json describes, among those polycolbert builds."""
+    model_type = config.get("model_type")
+    if model_type in ("xlm-roberta", "roberta"):
+        return "xlm-roberta"
+    if model_type == "bert":
+        return "bert"
+    raise CheckpointError(
+        f"{folder / 'config.json'}: model_type {model_type!r} is not supported (bert, roberta, xlm-roberta)"
+    )
 
 
 def _load_polycolbert(folder: Path) -> LoadedCheckpoint:
@@ -342,9 +340,11 @@ def _recipe_prefix(recipe: dict[str, Any], key: str) -> str:
     return value
 
 
-def _query_padding(value: Any) -> Literal["mask", "repeat", "zero"]:
-    if value not in ("mask", "repeat", "zero"):
-        raise CheckpointError(f"recipe.query_padding must be 'mask', 'repeat' or 'zero'; got {value!r}")
+def _query_padding(value: Any) -> Literal["mask", "repeat", "zero", "none"]:
+    if value not in ("mask", "repeat", "zero", "none"):
+        raise CheckpointError(
+            f"recipe.query_padding must be 'mask', 'repeat', 'zero' or 'none'; got {value!r}"
+        )
     return value  # type: ignore[no-any-return]
 
 
@@ -392,6 +392,8 @@ def save_polycolbert_checkpoint(
 
 
 def _head_items(heads: ColBERTHeads) -> list[tuple[str, torch.Tensor]]:
+    if not heads.is_linear:
+        raise CheckpointError("polycolbert's layout stores linear heads; these heads have activations")
     items = []
     for dim, layer in heads.layers.items():
         linear = cast(nn.Linear, layer)

@@ -4,6 +4,10 @@ jina-colbert-v2 trains an independent linear head per output size (weight-tied M
 interaction, per its paper), so a checkpoint may hold several. When it holds only one, smaller sizes are
 made by truncating the largest head's output and re-normalising; :attr:`ColBERTHeads.notes` says so,
 because those vectors are an approximation the checkpoint's authors never trained.
+
+A head is usually one linear map. PyLate checkpoints may chain several Dense modules with activations and
+residual connections (:class:`DenseLayer`); a chain whose activations are all the identity is folded into one
+linear map when it is read, so only a truly non-linear chain is kept as modules.
 """
 
 from __future__ import annotations
@@ -14,8 +18,32 @@ import torch
 from torch import nn
 
 
+class DenseLayer(nn.Module):
+    """One PyLate ``Dense`` module: ``activation(linear(x))``, plus ``x`` (or ``projection(x)`` when the sizes
+    differ) if it has a residual connection."""
+
+    def __init__(
+        self, linear: nn.Linear, activation: nn.Module, residual: bool, projection: nn.Linear | None = None
+    ):
+        super().__init__()
+        self.linear = linear
+        self.activation = activation
+        self.residual = residual
+        self.projection = projection
+
+    @property
+    def is_affine(self) -> bool:
+        return isinstance(self.activation, nn.Identity)
+
+    def forward(self, states: torch.Tensor) -> torch.Tensor:
+        out = self.activation(self.linear(states))
+        if self.residual:
+            out = out + (states if self.projection is None else self.projection(states))
+        return out
+
+
 class ColBERTHeads(nn.Module):
-    """Linear maps ``hidden -> d`` (no activation), keyed by output size ``d``."""
+    """Maps ``hidden -> d`` keyed by output size ``d``: linear (no activation) or a non-linear Dense chain."""
 
     def __init__(self, hidden_size: int, dims: tuple[int, ...], bias: bool = False):
         super().__init__()
@@ -23,6 +51,11 @@ class ColBERTHeads(nn.Module):
             raise ValueError("a ColBERT model needs at least one projection head")
         self.hidden_size = hidden_size
         self.layers = nn.ModuleDict({str(d): nn.Linear(hidden_size, d, bias=bias) for d in dims})
+
+    @property
+    def is_linear(self) -> bool:
+        """True when every head is one ``nn.Linear`` (what training and polycolbert's own layout store)."""
+        return all(isinstance(layer, nn.Linear) for layer in self.layers.values())
 
     @property
     def trained_dims(self) -> tuple[int, ...]:
@@ -47,6 +80,13 @@ class ColBERTHeads(nn.Module):
                 layer.weight.copy_(weight.float())
                 if biases:
                     layer.bias.copy_(biases[dim].float())
+        return heads
+
+    @classmethod
+    def from_modules(cls, modules: Mapping[int, nn.Module], hidden_size: int) -> ColBERTHeads:
+        """Heads that are arbitrary modules ``hidden -> d`` (a non-linear PyLate Dense chain)."""
+        heads = cls(hidden_size, tuple(modules))
+        heads.layers = nn.ModuleDict({str(d): module for d, module in modules.items()})
         return heads
 
     def forward(self, states: torch.Tensor, dim: int) -> torch.Tensor:

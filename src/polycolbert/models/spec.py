@@ -47,9 +47,12 @@ class ModelSpec:
     # real tokens and cycles their vectors; "zero" encodes only the real tokens and fills the remaining
     # rows with zero vectors, which add nothing to MaxSim, so every real token weighs the same (cycling
     # weighs the first 32 mod n tokens once more than the rest: -0.011 nDCG@10 on SciFact, -0.010 on
-    # Belebele-en for the default model, docs/quality.md).
-    query_padding: Literal["mask", "repeat", "zero"] = "mask"
+    # Belebele-en for the default model, docs/quality.md); "none" encodes only the real tokens and returns
+    # only their rows (PyLate with do_query_expansion off).
+    query_padding: Literal["mask", "repeat", "zero", "none"] = "mask"
     mask_punctuation: bool = True
+    # Strip surrounding whitespace (prefix included) before tokenising, as sentence-transformers does.
+    strip_text: bool = False
     max_positions: int | None = None  # None: no absolute position table (rotary)
     similarity: Literal["cosine", "l2"] = "cosine"
     license: str = "unknown"

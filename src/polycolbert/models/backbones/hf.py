@@ -20,6 +20,9 @@ PREFIXES = {"bert": "bert.", "xlm-roberta": "roberta."}
 # Tensors that belong to something else in the same checkpoint: the pooler, ColBERT's linear head.
 IGNORED_PREFIXES = ("pooler.", "linear.")
 CONFIG_KEYS_IGNORED = ("architectures", "auto_map", "transformers_version")
+# LayerNorm names of TensorFlow-era checkpoints, which transformers' save_pretrained still writes for BERT
+# (5.3, as used by PyLate 1.6); transformers reads both, so do we.
+LEGACY_SUFFIXES = {"LayerNorm.gamma": "LayerNorm.weight", "LayerNorm.beta": "LayerNorm.bias"}
 
 
 class HFBackbone(nn.Module):
@@ -79,7 +82,7 @@ def _clean_state(kind: HFKind, state: Mapping[str, torch.Tensor]) -> dict[str, t
     cleaned: dict[str, torch.Tensor] = {}
     origin: dict[str, str] = {}
     for key, tensor in state.items():
-        name = key.removeprefix("model.").removeprefix(prefix)
+        name = _modern_name(key.removeprefix("model.").removeprefix(prefix))
         if name.startswith(IGNORED_PREFIXES) or name.endswith("position_ids"):
             continue
         if name in cleaned:
@@ -89,13 +92,20 @@ def _clean_state(kind: HFKind, state: Mapping[str, torch.Tensor]) -> dict[str, t
     return cleaned
 
 
+def _modern_name(name: str) -> str:
+    for old, new in LEGACY_SUFFIXES.items():
+        if name.endswith(old):
+            return name.removesuffix(old) + new
+    return name
+
+
 def build_hf_backbone(
     kind: HFKind, config: Mapping[str, Any], state_dict: Mapping[str, torch.Tensor]
 ) -> HFBackbone:
     """A transformers BERT / XLM-R encoder (no pooler, SDPA attention, eval mode) holding ``state_dict``.
 
     ``config`` is a ``config.json`` as a dict; ``state_dict`` may carry the ``bert.`` / ``roberta.``
-    prefix or not, and may include ``pooler.*`` (ignored).
+    prefix or not, may name LayerNorm tensors ``gamma`` / ``beta``, and may include ``pooler.*`` (ignored).
 
     >>> from transformers import BertConfig, BertModel
     >>> config = dict(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
