@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -41,3 +43,16 @@ def test_ranking_like_the_readme_example(checkpoint):
     docs = checkpoint.docFromText(DOCS, keep_dims=False)
     scores = [float((query @ d.T).max(dim=1).values.sum()) for d in docs]
     assert int(np.argmax(scores)) in (0, 1) and scores[2] < max(scores)
+
+
+def test_queries_without_expansion_are_zero_padded_to_the_longest() -> None:
+    """A PyLate checkpoint with ``do_query_expansion: false`` gives each query its own rows."""
+    folder = Path(__file__).parents[1] / "fixtures" / "golden" / "pylate-no-expansion"
+    model = ColBERT.load(str(folder))
+    texts = ["short", "a somewhat longer query with several more words"]
+    own = model.encode_queries(texts)
+    checkpoint = Checkpoint(str(folder))
+    batch = checkpoint.queryFromText(texts)
+    assert len(own[0]) < len(own[1]) and batch.shape[1] == len(own[1])
+    assert np.allclose(batch[0, : len(own[0])].numpy(), own[0], atol=1e-6)
+    assert torch.count_nonzero(batch[0, len(own[0]) :]) == 0

@@ -50,9 +50,14 @@ class Checkpoint:
     def queryFromText(  # Stanford's name
         self, queries: Sequence[str], bsize: int | None = None, to_cpu: bool = False, **_: Any
     ) -> torch.Tensor:
-        """``[n, query_maxlen, dim]`` float tensor, one row per query token (masks included)."""
+        """``[n, rows, dim]`` float tensor, one row per query token (masks included); queries of a model
+        without query expansion have their own lengths, zero-padded to the longest (MaxSim ignores zeros)."""
         vectors = self.model.encode_queries(list(queries), dimensions=self.dim, batch_size=bsize or 32)
-        return torch.from_numpy(np.stack(vectors))
+        rows = max((len(v) for v in vectors), default=0)
+        padded = np.zeros((len(vectors), rows, self.dim), dtype=np.float32)
+        for i, v in enumerate(vectors):
+            padded[i, : len(v)] = v
+        return torch.from_numpy(padded)
 
     def docFromText(  # Stanford's name
         self,

@@ -247,6 +247,11 @@ class Trainer:
                 )
             return pca_heads(self.cache, dims, seed=self.config.seed)
         existing = self.model.heads
+        if not existing.is_linear():
+            raise ValueError(
+                "the checkpoint's heads are a non-linear Dense chain; training starts from linear heads: "
+                "use init_heads='pca' (--init-heads pca) or a checkpoint with linear heads"
+            )
         weights, biases = {}, {}
         for d in dims:
             with torch.no_grad():
