@@ -247,7 +247,7 @@ class Trainer:
                 )
             return pca_heads(self.cache, dims, seed=self.config.seed)
         existing = self.model.heads
-        if not existing.is_linear():
+        if not existing.is_linear:
             raise ValueError(
                 "the checkpoint's heads are a non-linear Dense chain; training starts from linear heads: "
                 "use init_heads='pca' (--init-heads pca) or a checkpoint with linear heads"
