@@ -1,21 +1,189 @@
-"""Scoring kernels: exact MaxSim over packed documents and PLAID's centroid interaction."""
+"""Search over a ``Snapshot``: exact MaxSim for small indexes, PLAID's stages for big ones, hybrid fusion.
+
+Small indexes (at most ``params.BRUTE_FORCE_TOKENS`` live tokens, or ``exhaustive=True``) decode every
+allowed token and score it exactly. Bigger ones go through PLAID's stages: probe the inverted lists of
+each query row's nearest centroids, score candidates by centroid interaction (cheaply from the lists,
+then fully from each candidate's distinct centroids), and decode only the last few to score exactly.
+Hybrid search fuses that ranking with SQLite FTS5's BM25 ranking by reciprocal rank.
+
+Ranks break ties by document id (``top_k``), so results never depend on insertion order.
+"""
 
 from __future__ import annotations
 
+import re
+import sqlite3
+from collections.abc import Sequence
+
 import numpy as np
+
+from polycolbert.documents import SearchHit
+from polycolbert.filters import Filter
+from polycolbert.index import params as P
+from polycolbert.index import store
+from polycolbert.index.snapshot import Snapshot
+from polycolbert.scoring import without_padding_rows
 
 CHUNK_TOKENS = 1 << 16
 
-
-def token_positions(offsets: np.ndarray, lengths: np.ndarray, entries: np.ndarray) -> np.ndarray:
-    """Concatenated token indices of the given entries (vectorised ``arange`` per entry)."""
-    lens = lengths[entries]
-    starts = offsets[entries]
-    total = int(lens.sum())
-    shift = np.repeat(starts - (np.cumsum(lens) - lens), lens)
-    return shift + np.arange(total, dtype=np.int64)
+Ranked = list[tuple[int, float]]  # (entry, score), best first
 
 
+def search(
+    db: sqlite3.Connection,
+    snapshot: Snapshot,
+    qs: list[np.ndarray],
+    k: int,
+    filter: Filter | None = None,
+    hybrid_texts: Sequence[str] | None = None,
+    exhaustive: bool = False,
+) -> list[list[SearchHit]]:
+    """Top-``k`` hits per query (checked float32 ``[rows, dims]`` arrays), best first; hybrid when the
+    query texts are given (one per query)."""
+    allowed = snapshot.live.copy()
+    if filter is not None:
+        allowed &= np.isin(snapshot.docs, store.matching(db, filter))
+    depth = max(k, 100) if hybrid_texts is not None else k
+    ranked = dense(snapshot, qs, allowed, depth, exhaustive)
+    if hybrid_texts is not None:
+        ranked = [fuse(db, snapshot, t, r, allowed, depth) for t, r in zip(hybrid_texts, ranked, strict=True)]
+    return [hits(db, snapshot, r[:k]) for r in ranked]
+
+
+def dense(
+    snapshot: Snapshot, qs: list[np.ndarray], allowed: np.ndarray, k: int, exhaustive: bool
+) -> list[Ranked]:
+    """The ``k`` best allowed entries per query by MaxSim (exact, or staged on a big compressed index)."""
+    entries = np.flatnonzero(allowed)
+    if len(entries) == 0:
+        return [[] for _ in qs]
+    live_tokens = int(snapshot.lengths[entries].sum())
+    p = P.derive(k, live_tokens, snapshot.n_centroids, exhaustive or snapshot.raw)
+    distinct = [distinct_rows(q) for q in qs]
+    if snapshot.codec is not None:  # compressed tokens are scored in the codec's rotated frame
+        distinct = [(snapshot.codec.to_search_frame(rows), weights) for rows, weights in distinct]
+    if p.brute_force:
+        scores = exact(
+            snapshot,
+            np.concatenate([rows for rows, _ in distinct]),
+            [len(rows) for rows, _ in distinct],
+            np.concatenate([weights for _, weights in distinct]),
+            entries,
+            cache=bool(allowed.all()) and live_tokens <= P.BRUTE_FORCE_TOKENS,
+        )
+        out = []
+        for row in scores:
+            best = top_k(row, k, snapshot.ids[entries])
+            out.append([(int(entries[i]), float(row[i])) for i in best])
+        return out
+    return [staged(snapshot, rows, weights, allowed, entries, k, p) for rows, weights in distinct]
+
+
+def staged(
+    snapshot: Snapshot,
+    q: np.ndarray,
+    weights: np.ndarray,
+    allowed: np.ndarray,
+    entries: np.ndarray,
+    k: int,
+    p: P.SearchParams,
+) -> Ranked:
+    """PLAID's stages: probe lists, centroid interaction (twice, cheap then full), exact on the rest."""
+    codec, ivf = snapshot.codec, snapshot.ivf
+    assert codec is not None and ivf is not None, "staged search needs a compressed snapshot"
+    cscores = q @ codec.search_centroids.T  # [rows, C]; q is in the codec's search frame
+    probe = np.argpartition(-cscores, p.nprobe - 1, axis=1)[:, : p.nprobe]  # [rows, nprobe]
+    # Stage 2 through the inverted lists, without touching tokens: a document's approximate score for
+    # query row i is the best probed centroid it contains; where it contains none, row i's weakest
+    # probed score stands in (an upper bound on what its other centroids can score).
+    rows = np.repeat(np.arange(len(q)), p.nprobe)
+    cents = probe.reshape(-1)
+    hit_entries, sizes = ivf.lists(cents)
+    hit_rows = np.repeat(rows, sizes)
+    hit_vals = np.repeat(cscores[rows, cents], sizes)
+    ok = allowed[hit_entries]
+    hit_entries, hit_rows, hit_vals = hit_entries[ok], hit_rows[ok], hit_vals[ok]
+    cand, inverse = np.unique(hit_entries, return_inverse=True)
+    if len(cand) < max(k, p.ndocs):
+        # too few documents in the probed lists: score every allowed one this way (always k results)
+        cand = entries
+        inverse = np.searchsorted(entries, hit_entries)
+    floor = cscores[np.arange(len(q))[:, None], probe].min(axis=1)  # [rows]
+    best = np.repeat(floor[:, None], len(cand), axis=1).astype(np.float32)
+    np.maximum.at(best, (hit_rows, inverse), hit_vals)
+    cand = cand[top_k(weights @ best, p.ndocs, snapshot.ids[cand])]
+    # Stage 3: full centroid interaction over each survivor's distinct centroids.
+    dcodes, counts = ivf.centroids_of(cand)
+    approx = segment_maxsim(np.take(cscores, dcodes.astype(np.intp), axis=1), counts, [len(q)], weights)[0]
+    keep = cand[top_k(approx, p.ndecode, snapshot.ids[cand])]
+    # Stage 4: decompress the last few and score them exactly.
+    scores = exact(snapshot, q, [len(q)], weights, keep, cache=False)[0]
+    return [(int(keep[i]), float(scores[i])) for i in top_k(scores, k, snapshot.ids[keep])]
+
+
+def exact(
+    snapshot: Snapshot,
+    q: np.ndarray,
+    rows: list[int],
+    weights: np.ndarray,
+    entries: np.ndarray,
+    cache: bool,
+) -> np.ndarray:
+    """``[queries, entries]`` MaxSim of the queries' stacked distinct ``rows`` against these entries'
+    decoded tokens, one chunk at a time (``cache``: all entries, decoded once per snapshot)."""
+    lengths = snapshot.lengths[entries]
+    decoded_all = snapshot.decoded if cache else None
+    out = np.empty((len(rows), len(entries)), dtype=np.float32)
+    tok_start = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    for a, b in chunks(lengths):
+        if decoded_all is not None:
+            block = decoded_all[tok_start[a] : tok_start[b]]
+        else:
+            block = snapshot.decode(snapshot.positions(entries[a:b]), search_frame=True)
+        out[:, a:b] = segment_maxsim(q @ block.T, lengths[a:b], rows, weights)
+    return out
+
+
+def fuse(
+    db: sqlite3.Connection, snapshot: Snapshot, query: str, dense: Ranked, allowed: np.ndarray, depth: int
+) -> Ranked:
+    """The dense ranking and FTS5's BM25 ranking of the query's words (both cut at ``depth``), fused by
+    reciprocal rank; ties by document id."""
+    words = re.findall(r"\w+", query)
+    keyword: list[int] = []
+    if words:
+        found = store.keyword_ranked(db, words, depth * 4)
+        entry_of = dict(zip(snapshot.docs[allowed].tolist(), np.flatnonzero(allowed).tolist(), strict=True))
+        keyword = [entry_of[d] for d in found if d in entry_of][:depth]
+    fused = rrf([[e for e, _ in dense], keyword])
+    order = sorted(fused, key=lambda e: (-fused[e], snapshot.ids[e]))
+    return [(e, fused[e]) for e in order]
+
+
+def hits(db: sqlite3.Connection, snapshot: Snapshot, ranked: Ranked) -> list[SearchHit]:
+    """The ranked entries as hits (a document deleted after the snapshot is dropped, not returned dead)."""
+    if not ranked:
+        return []
+    docs = [int(snapshot.docs[e]) for e, _ in ranked]
+    stored = store.documents(db, docs)
+    out = []
+    for d, (_, score) in zip(docs, ranked, strict=True):
+        if d in stored:
+            id_, text, metadata = stored[d]
+            out.append(SearchHit(id=id_, score=score, text=text, metadata=metadata))
+    return out
+
+
+def distinct_rows(q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A query's distinct rows and how often each occurs: MaxSim sums over rows, so a repeated row
+    (queries padded by repetition, or a repeated word) is scored once and counted twice. Zero rows
+    (``query_padding="zero"``) score 0 against everything, so they are dropped before any centroid is
+    probed for them."""
+    rows, counts = np.unique(without_padding_rows(q), axis=0, return_counts=True)
+    return rows, counts.astype(np.float32)
+
+
+# ----------------------------------------------------------------- kernels
 def chunks(lengths: np.ndarray, limit: int = CHUNK_TOKENS) -> list[tuple[int, int]]:
     """Split consecutive entries into runs of at most ``limit`` tokens (one entry may exceed it alone)."""
     bounds, start, acc = [], 0, 0

@@ -1,0 +1,172 @@
+"""What a reader sees: one committed state of the index, as arrays, read in one SQLite snapshot.
+
+Every segment's arrays are concatenated in the order the segments were written, so an *entry* (one
+document's run of tokens in one segment) is a row number across the whole index and a token a position
+in the packed token arrays. Entries of deleted or replaced documents stay in their segments until a
+compaction (``live`` marks the others). A ``Snapshot`` is immutable: a search keeps using the one it
+started with while a writer commits, and ``Reader`` loads a new one only when the committed version
+has moved.
+"""
+
+from __future__ import annotations
+
+import functools
+import sqlite3
+import threading
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from polycolbert.index import store
+from polycolbert.index.codec import Codec
+from polycolbert.index.ivf import InvertedFile
+from polycolbert.index.store import RAW, Segment, token_positions
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    version: int  # the committed version it was read at
+    codec: Codec | None  # None: a raw index (exact float16 vectors, no codec trained yet)
+    docs: np.ndarray  # [entries] int64 document number
+    ids: np.ndarray  # [entries] str document id ("" for a dead entry)
+    live: np.ndarray  # [entries] bool: the document is still stored
+    lengths: np.ndarray  # [entries] int64 tokens
+    offsets: np.ndarray  # [entries] int64 first token
+    codes: np.ndarray  # [tokens] centroid codes (empty when raw)
+    residuals: np.ndarray  # [tokens, dims * nbits / 8] uint8 packed residuals (empty when raw)
+    vectors: np.ndarray  # [tokens, dims] float16 exact vectors (empty unless raw)
+    ivf: InvertedFile | None = None  # for staged search; None when raw
+
+    @property
+    def raw(self) -> bool:
+        return self.codec is None
+
+    @property
+    def n_centroids(self) -> int:
+        return 0 if self.codec is None else len(self.codec.centroids)
+
+    def positions(self, entries: np.ndarray) -> np.ndarray:
+        """The token positions of these entries, concatenated."""
+        return token_positions(self.offsets, self.lengths, entries)
+
+    def decode(self, positions: np.ndarray, search_frame: bool = False) -> np.ndarray:
+        """Float32 token vectors at these positions: exact for a raw index, decompressed otherwise (in
+        the codec's rotated frame with ``search_frame``, to score queries put through ``to_search_frame``)."""
+        if self.codec is None:
+            return np.asarray(self.vectors[positions], dtype=np.float32)
+        decode = self.codec.decode_for_search if search_frame else self.codec.decode
+        return decode(self.codes[positions], self.residuals[positions])
+
+    @functools.cached_property
+    def decoded(self) -> np.ndarray:
+        """Every stored token decoded in the search frame, kept while this snapshot is in use (only
+        asked for on small indexes: ``params.BRUTE_FORCE_TOKENS`` x dims floats at most)."""
+        return self.decode(self.positions(np.arange(len(self.lengths))), search_frame=True)
+
+    def with_ivf(self) -> Snapshot:
+        """This snapshot with its inverted file built (a raw one has none)."""
+        if self.codec is None:
+            return self
+        return replace(self, ivf=InvertedFile.build(self.codes, self.lengths, self.codec))
+
+
+def read(db: sqlite3.Connection, folder: Path, dimensions: int, nbits: int) -> Snapshot:
+    """The committed state, without its inverted file (the caller holds a read transaction).
+
+    Raises ``FileNotFoundError`` when a compaction deleted a segment between the caller's snapshot and
+    this read of its files.
+    """
+    meta = store.get_meta(db)
+    segs = [Segment.load(folder, name, raw=codec == RAW) for name, codec in store.segments(db)]
+    raw = meta["codec"] is None
+    rows = store.numbered_ids(db)
+    live_docs = np.array([r[0] for r in rows], dtype=np.int64)
+    live_ids = np.array([r[1] for r in rows] or [""], dtype=str)
+
+    def cat(key: str, dt: Any) -> np.ndarray:
+        if not segs:
+            return np.zeros(0, dt)
+        return np.concatenate([np.asarray(getattr(s, key)) for s in segs]).astype(dt, copy=False)
+
+    docs = cat("docs", np.int64)
+    lengths = cat("lengths", np.int64)
+    width = dimensions * nbits // 8
+    codec = None if raw else store.load_codec(folder, meta["codec"])
+    if raw:
+        vectors = cat("vectors", np.float16).reshape(-1, dimensions)
+        codes, residuals = np.zeros(0, np.uint16), np.zeros((0, width), np.uint8)
+    else:
+        vectors = np.zeros((0, dimensions), np.float16)
+        codes = cat("codes", codec.code_dtype if codec else np.uint16)
+        residuals = (
+            np.concatenate([np.asarray(s.residuals) for s in segs])
+            if segs
+            else np.zeros((0, width), np.uint8)
+        )
+    offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64) if len(lengths) else lengths
+    live = np.isin(docs, live_docs)
+    where = np.clip(np.searchsorted(live_docs, docs), 0, max(len(live_docs) - 1, 0))
+    ids = np.where(live, live_ids[where], "") if len(live_docs) else np.full(len(docs), "")
+    return Snapshot(meta["version"], codec, docs, ids, live, lengths, offsets, codes, residuals, vectors)
+
+
+class Reader:
+    """The latest committed snapshot of one open index, read again only when the version has moved."""
+
+    def __init__(
+        self, db: sqlite3.Connection, folder: Path, dimensions: int, nbits: int, lock: threading.RLock
+    ):
+        self.db, self.folder, self.dimensions, self.nbits = db, folder, dimensions, nbits
+        self._lock = lock  # the index's: one thread at a time uses the connection for a transaction
+        self._version = -1
+        self._snapshot: Snapshot | None = None
+
+    def current(self) -> Snapshot:
+        with self._lock:
+            version = store.get_meta_value(self.db, "version")
+            snapshot = self._snapshot
+            if snapshot is None or version != self._version:
+                for _ in range(5):  # a compaction may delete files between our read and our load
+                    try:
+                        with store.read_transaction(self.db):
+                            loaded = read(self.db, self.folder, self.dimensions, self.nbits)
+                        break
+                    except FileNotFoundError:
+                        continue
+                else:
+                    raise RuntimeError(f"{self.folder}: segments keep disappearing; is a compaction looping?")
+                snapshot = self._snapshot = loaded.with_ivf()
+                self._version = loaded.version
+            return snapshot
+
+
+def problems(db: sqlite3.Connection, folder: Path, dimensions: int, nbits: int) -> list[str]:
+    """Integrity problems (empty list when healthy): database, segment shapes, docs <-> entries."""
+    found: list[str] = []
+    if not store.integrity_ok(db):
+        found.append("SQLite integrity_check failed")
+    with store.read_transaction(db):
+        try:
+            snapshot = read(db, folder, dimensions, nbits)
+        except (FileNotFoundError, ValueError) as exc:
+            return [*found, f"segment unreadable: {exc}"]
+        rows = store.token_counts(db)
+        n_fts = store.count_full_text(db)
+    codec = snapshot.codec
+    stored = len(snapshot.vectors) if snapshot.raw else len(snapshot.codes)
+    if stored != int(snapshot.lengths.sum()) or (not snapshot.raw and len(snapshot.residuals) != stored):
+        found.append("segment arrays disagree on the token count")
+    if codec is not None and len(snapshot.codes) and int(snapshot.codes.max()) >= len(codec.centroids):
+        found.append("a code points past the centroids")
+    live = snapshot.docs[snapshot.live]
+    if len(np.unique(live)) != len(live) or set(live.tolist()) != set(rows):
+        found.append("documents and segment entries do not match one to one")
+    for d, n in zip(live.tolist(), snapshot.lengths[snapshot.live].tolist(), strict=True):
+        if rows.get(d) != n:
+            found.append(f"document {d}: token count differs")
+            break
+    if n_fts != len(rows):
+        found.append(f"full-text index has {n_fts} rows for {len(rows)} documents")
+    return found
