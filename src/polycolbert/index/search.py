@@ -6,7 +6,8 @@ each query row's nearest centroids, score candidates by centroid interaction (ch
 then fully from each candidate's distinct centroids), and decode only the last few to score exactly.
 Hybrid search fuses that ranking with SQLite FTS5's BM25 ranking by reciprocal rank.
 
-Ranks break ties by document id (``top_k``), so results never depend on insertion order.
+Every ranking is ``scoring.top_k`` over candidates put in document-id order first (``best``), so equal
+scores fall back to the document id and results never depend on insertion order.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from polycolbert.filters import Filter
 from polycolbert.index import params as P
 from polycolbert.index import store
 from polycolbert.index.snapshot import Snapshot
-from polycolbert.scoring import without_padding_rows
+from polycolbert.scoring import maxsim_segments, token_chunks, top_k, without_padding_rows
 
 CHUNK_TOKENS = 1 << 16
 
@@ -73,8 +74,8 @@ def dense(
         )
         out = []
         for row in scores:
-            best = top_k(row, k, snapshot.ids[entries])
-            out.append([(int(entries[i]), float(row[i])) for i in best])
+            chosen = best(snapshot, row, entries, k)
+            out.append([(int(entries[i]), float(row[i])) for i in chosen])
         return out
     return [staged(snapshot, rows, weights, allowed, entries, k, p) for rows, weights in distinct]
 
@@ -109,16 +110,16 @@ def staged(
         cand = entries
         inverse = np.searchsorted(entries, hit_entries)
     floor = cscores[np.arange(len(q))[:, None], probe].min(axis=1)  # [rows]
-    best = np.repeat(floor[:, None], len(cand), axis=1).astype(np.float32)
-    np.maximum.at(best, (hit_rows, inverse), hit_vals)
-    cand = cand[top_k(weights @ best, p.ndocs, snapshot.ids[cand])]
+    best_centroid = np.repeat(floor[:, None], len(cand), axis=1).astype(np.float32)
+    np.maximum.at(best_centroid, (hit_rows, inverse), hit_vals)
+    cand = cand[best(snapshot, weights @ best_centroid, cand, p.ndocs)]
     # Stage 3: full centroid interaction over each survivor's distinct centroids.
     dcodes, counts = ivf.centroids_of(cand)
-    approx = segment_maxsim(np.take(cscores, dcodes.astype(np.intp), axis=1), counts, [len(q)], weights)[0]
-    keep = cand[top_k(approx, p.ndecode, snapshot.ids[cand])]
+    approx = maxsim_segments(np.take(cscores, dcodes.astype(np.intp), axis=1), counts, [len(q)], weights)[0]
+    keep = cand[best(snapshot, approx, cand, p.ndecode)]
     # Stage 4: decompress the last few and score them exactly.
     scores = exact(snapshot, q, [len(q)], weights, keep, cache=False)[0]
-    return [(int(keep[i]), float(scores[i])) for i in top_k(scores, k, snapshot.ids[keep])]
+    return [(int(keep[i]), float(scores[i])) for i in best(snapshot, scores, keep, k)]
 
 
 def exact(
@@ -135,12 +136,12 @@ def exact(
     decoded_all = snapshot.decoded if cache else None
     out = np.empty((len(rows), len(entries)), dtype=np.float32)
     tok_start = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-    for a, b in chunks(lengths):
+    for a, b in token_chunks(lengths, CHUNK_TOKENS):
         if decoded_all is not None:
             block = decoded_all[tok_start[a] : tok_start[b]]
         else:
             block = snapshot.decode(snapshot.positions(entries[a:b]), search_frame=True)
-        out[:, a:b] = segment_maxsim(q @ block.T, lengths[a:b], rows, weights)
+        out[:, a:b] = maxsim_segments(q @ block.T, lengths[a:b], rows, weights)
     return out
 
 
@@ -156,8 +157,9 @@ def fuse(
         entry_of = dict(zip(snapshot.docs[allowed].tolist(), np.flatnonzero(allowed).tolist(), strict=True))
         keyword = [entry_of[d] for d in found if d in entry_of][:depth]
     fused = rrf([[e for e, _ in dense], keyword])
-    order = sorted(fused, key=lambda e: (-fused[e], snapshot.ids[e]))
-    return [(e, fused[e]) for e in order]
+    entries = np.fromiter(fused, dtype=np.int64, count=len(fused))
+    scores = np.fromiter(fused.values(), dtype=np.float64, count=len(fused))
+    return [(int(entries[i]), fused[int(entries[i])]) for i in best(snapshot, scores, entries, len(entries))]
 
 
 def hits(db: sqlite3.Connection, snapshot: Snapshot, ranked: Ranked) -> list[SearchHit]:
@@ -183,48 +185,11 @@ def distinct_rows(q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return rows, counts.astype(np.float32)
 
 
-# ----------------------------------------------------------------- kernels
-def chunks(lengths: np.ndarray, limit: int = CHUNK_TOKENS) -> list[tuple[int, int]]:
-    """Split consecutive entries into runs of at most ``limit`` tokens (one entry may exceed it alone)."""
-    bounds, start, acc = [], 0, 0
-    for i, n in enumerate(lengths.tolist()):
-        if acc and acc + n > limit:
-            bounds.append((start, i))
-            start, acc = i, 0
-        acc += n
-    if start < len(lengths):
-        bounds.append((start, len(lengths)))
-    return bounds
-
-
-def segment_maxsim(
-    sims: np.ndarray, lengths: np.ndarray, query_rows: list[int], weights: np.ndarray | None = None
-) -> np.ndarray:
-    """``[n_queries, n_docs]`` MaxSim from a ``[sum(query_rows), tokens]`` similarity block.
-
-    ``weights`` (one per row) count rows that stand for several identical query rows.
-    """
-    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
-    best = np.maximum.reduceat(sims, starts, axis=1)  # [rows, docs]
-    if weights is not None:
-        best *= weights[:, None]
-    bounds = np.concatenate([[0], np.cumsum(query_rows)]).astype(np.int64)
-    return np.add.reduceat(best, bounds[:-1], axis=0)
-
-
-def top_k(scores: np.ndarray, k: int, keys: np.ndarray | None = None) -> np.ndarray:
-    """Indices of the ``k`` best scores, best first; equal scores ordered by ``keys`` (document ids).
-
-    Why the tie rule matters: tiny or freshly re-clustered indexes decode different tokens to the same
-    vector, so exact ties happen, and results must not depend on insertion order.
-    """
-    tie = np.arange(len(scores)) if keys is None else keys
-    if len(scores) > k:
-        threshold = scores[np.argpartition(-scores, k - 1)[k - 1]]
-        cand = np.flatnonzero(scores >= threshold)
-    else:
-        cand = np.arange(len(scores))
-    return cand[np.lexsort((tie[cand], -scores[cand]))][:k]
+# ----------------------------------------------------------------- ranking
+def best(snapshot: Snapshot, scores: np.ndarray, entries: np.ndarray, k: int) -> np.ndarray:
+    """Positions (into ``entries``) of the ``k`` best scores, best first, equal scores by document id."""
+    order = np.argsort(snapshot.id_rank[entries], kind="stable")
+    return order[top_k(scores[order], k)]
 
 
 def rrf(rankings: list[list[int]], k0: int = 60) -> dict[int, float]:

@@ -65,6 +65,20 @@ class Snapshot:
         asked for on small indexes: ``params.BRUTE_FORCE_TOKENS`` x dims floats at most)."""
         return self.decode(self.positions(np.arange(len(self.lengths))), search_frame=True)
 
+    @functools.cached_property
+    def id_order(self) -> np.ndarray:
+        """Entries sorted by document id: search ranks candidates in this order, so equal scores fall
+        back to the id (tiny or freshly re-clustered indexes decode different tokens to one vector, and
+        results must not depend on insertion order)."""
+        return np.argsort(self.ids, kind="stable")
+
+    @functools.cached_property
+    def id_rank(self) -> np.ndarray:
+        """Each entry's place in :attr:`id_order`."""
+        rank = np.empty(len(self.ids), dtype=np.int64)
+        rank[self.id_order] = np.arange(len(self.ids))
+        return rank
+
     def with_ivf(self) -> Snapshot:
         """This snapshot with its inverted file built (a raw one has none)."""
         if self.codec is None:
