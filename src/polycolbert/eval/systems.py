@@ -155,8 +155,8 @@ class ColBERTEncoder:
         slots: dict[str, list[np.ndarray]] = {name: [np.empty(0)] * len(texts) for name in out}
         for start in range(0, len(order), 256):
             chunk = order[start : start + 256]
-            # batch_size 128: ColBERT.encode_multi has a large fixed cost per batch (256 XQuAD queries took
-            # 34.7 s at 32 per batch, 8.9 s at 128); its token budget per batch still bounds memory.
+            # batch_size 128: encode_multi has a large fixed cost per batch (docs/benchmarks.md, "Where the
+            # constants come from"); its token budget per batch still bounds memory.
             kind = cast(InputType, side)
             vectors = self.model.encode_multi([texts[i] for i in chunk], kind, self.dims, batch_size=128)
             for d in self.dims:

@@ -105,7 +105,7 @@ def dequantize_q4_0(raw: np.ndarray, n_elements: int, rows_per_chunk: int = 1 <<
     """Q4_0 blocks -> float32, exactly: value = (nibble - 8) * scale.
 
     Written in chunks straight into the output, so the only large allocation is the result
-    (the naive concatenate-then-scale version needs three more of its size and is 14x slower).
+    (a concatenate-then-scale version needs three more arrays of its size; docs/benchmarks.md times both).
 
     >>> block = np.zeros(18, np.uint8); block[:2] = np.frombuffer(np.float16(0.5).tobytes(), np.uint8)
     >>> block[2] = 0x9A  # element 0 = 0xA - 8 = 2, element 16 = 0x9 - 8 = 1

@@ -46,9 +46,8 @@ class ModelSpec:
     # them (Stanford / jina query augmentation, for models trained that way); "repeat" encodes only the
     # real tokens and cycles their vectors; "zero" encodes only the real tokens and fills the remaining
     # rows with zero vectors, which add nothing to MaxSim, so every real token weighs the same (cycling
-    # weighs the first 32 mod n tokens once more than the rest: -0.011 nDCG@10 on SciFact, -0.010 on
-    # Belebele-en for the default model, docs/quality.md); "none" encodes only the real tokens and returns
-    # only their rows (PyLate with do_query_expansion off).
+    # weighs the first 32 mod n tokens once more than the rest; docs/quality.md measures the difference);
+    # "none" encodes only the real tokens and returns only their rows (PyLate with do_query_expansion off).
     query_padding: Literal["mask", "repeat", "zero", "none"] = "mask"
     mask_punctuation: bool = True
     # Strip surrounding whitespace (prefix included) before tokenising, as sentence-transformers does.

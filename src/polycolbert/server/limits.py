@@ -4,4 +4,4 @@ show them without importing the web stack)."""
 
 MAX_QUEUE = 256  # jobs waiting per model; one more is refused at once (429), never waited on
 MAX_BATCH_TOKENS = 32768  # tokens merged into one forward pass
-MAX_REQUEST_TOKENS = 262_144  # ~40 s of CPU encoding with the default model; one request cannot hog it
+MAX_REQUEST_TOKENS = 262_144  # tens of seconds of CPU encoding at most: one request cannot hog the model

@@ -78,7 +78,7 @@ def encode_lower(
     what one forward pass sees, so ``doc_maxlen`` has to stay within the backbone's positions.
 
     ``dtype="auto"`` runs the frozen layers in bf16 where the hardware has it (as inference does by
-    default): 3-4x faster on a CPU with AMX, and the cache is fp16 anyway."""
+    default): much faster on a CPU with AMX (docs/benchmarks.md), and the cache is fp16 anyway."""
     compute = resolve_dtype(dtype, model.device)
     autocast = torch.autocast(model.device.type, dtype=compute, enabled=compute != torch.float32)
     backbone = layered(model.backbone)
