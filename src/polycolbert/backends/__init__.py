@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from polycolbert.backends.base import Backend, is_qdrant
+from polycolbert.backends.base import Backend, BackendInfo, is_qdrant
 from polycolbert.encoding.protocol import TokenEncoder
 from polycolbert.index.params import NBITS
 
-__all__ = ["Backend", "create_backend", "is_qdrant", "open_backend"]
+__all__ = ["Backend", "BackendInfo", "create_backend", "is_qdrant", "open_backend"]
 
 
 def create_backend(
@@ -36,9 +36,8 @@ def create_backend(
     if given:
         raise ValueError(f"{', '.join(given)}: Qdrant settings; {location} is an embedded index folder")
     from polycolbert.backends.local import LocalBackend
-    from polycolbert.index import Index
 
-    return LocalBackend(Index.create(location, model=model, dimensions=dimensions, nbits=nbits))
+    return LocalBackend.create(location, model=model, dimensions=dimensions, nbits=nbits)
 
 
 def open_backend(location: str, **options: Any) -> Backend:
