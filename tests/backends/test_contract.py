@@ -25,6 +25,7 @@ pytest.importorskip("qdrant_client")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "index"))
 from index_helpers import HashEncoder, reference_top
 
+from filter_cases import METADATA
 from polycolbert.backends import Backend, BackendInfo, create_backend, open_backend
 from polycolbert.documents import DocumentBatch
 from polycolbert.filters import FilterError
@@ -295,16 +296,6 @@ def test_hybrid_needs_query_texts_or_is_refused(store: Backend, kind: str) -> No
 
 
 # -- the filter semantics table -------------------------------------------------------------------------
-METADATA: list[dict[str, Any]] = [
-    {"lang": "de", "year": 2020, "score": 0.5, "ok": True, "tags": ["a", "b"], "at": "2024-01-02T03:04:05"},
-    {"lang": "en", "year": 2021, "score": 1.5, "ok": False, "tags": [], "nested": {"tag": "x"}},
-    {"lang": "fr", "year": 1999, "score": -2.25, "tags": ["b"], "at": "2023-12-31"},
-    {"lang": None, "year": 5, "ok": True, "tags": [1, 2], "nested": {"tag": "y"}, "at": "not a date"},
-    {"lang": "5", "score": 7.75, "tags": "a", "at": "2024-06-01T00:00:00+02:00"},
-    {"year": -3, "ok": False, "nested": {"tag": None}},
-    {"lang": "", "year": 2021, "score": 0.25, "tags": ["c", 3]},
-    {},
-]
 ALL = set(range(len(METADATA)))
 FILTER_TABLE: list[tuple[dict[str, Any], set[int]]] = [
     ({"lang": "de"}, {0}),

@@ -2,6 +2,9 @@
 
 ``create_backend`` / ``open_backend`` pick the implementation from the location: a folder is an embedded
 index, ``qdrant://host:port/name`` (or ``qdrants://``, ``qdrant+local://folder/name``) a Qdrant collection.
+Either way the caller gets a :class:`Backend` (``base.py``: the protocol and :class:`BackendInfo`), whose
+inputs are checked by one set of rules (``checks.py``); ``registry.py`` keeps the indexes under one root
+open by name, for the server.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -82,6 +82,30 @@ def check_batch(batch: DocumentBatch, dimensions: int, model_name: str) -> Check
         if len(vectors) != len(texts):
             raise ValueError(f"{len(vectors)} vector arrays for {len(texts)} texts")
     return CheckedBatch(texts, ids, metadata, vectors)
+
+
+def check_stream(
+    batches: Iterable[DocumentBatch],
+    dimensions: int,
+    model_name: str,
+    stored: Callable[[list[str]], Collection[str]],
+) -> Iterator[CheckedBatch]:
+    """``add_stream``'s batches, each checked when it is reached: :func:`check_batch`, then its ids
+    against ``stored(ids)`` (which of them the store holds) and the stream's earlier batches. A refusal
+    names the batch (``batch 3: ...``); a stream without batches is an error once it ends.
+    """
+    earlier: set[str] = set()
+    number = 0
+    for number, given in enumerate(batches, start=1):
+        try:
+            batch = check_batch(given, dimensions, model_name)
+            refuse_taken(batch.ids, earlier | set(stored(batch.ids)))
+        except ValueError as error:
+            raise ValueError(f"batch {number}: {error}") from None
+        earlier.update(batch.ids)
+        yield batch
+    if number == 0:
+        raise ValueError("no documents given: the stream had no batches")
 
 
 def check_vectors(

@@ -6,14 +6,20 @@ index encodes or writes anything; the index then commits them as it always does.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from polycolbert.backends.base import BackendInfo
-from polycolbert.backends.checks import check_batch, check_search, refuse_taken, refuse_unknown
+from polycolbert.backends.checks import (
+    check_batch,
+    check_search,
+    check_stream,
+    refuse_taken,
+    refuse_unknown,
+)
 from polycolbert.documents import DocumentBatch, SearchHit
 from polycolbert.encoding.protocol import TokenEncoder
 from polycolbert.filters import Filter
@@ -88,22 +94,15 @@ class LocalBackend:
     def add_stream(self, batches: Iterable[DocumentBatch], *, memory_budget_mb: float | None = None) -> int:
         """One commit for the whole stream (all or nothing), about ``memory_budget_mb`` MiB held at once."""
 
-        def checked() -> Iterator[DocumentBatch]:
-            earlier: set[str] = set()  # ids of this stream's earlier batches: not committed, yet taken
-            for number, given in enumerate(batches, start=1):
-                try:
-                    batch = check_batch(given, self.dimensions, self.model_name)
-                    refuse_taken(batch.ids, earlier | self.index.existing(batch.ids))
-                except ValueError as error:
-                    raise ValueError(f"batch {number}: {error}") from None
-                earlier.update(batch.ids)
-                yield DocumentBatch(batch.texts, batch.ids, batch.metadata, batch.vectors)
-
+        checked = (
+            DocumentBatch(batch.texts, batch.ids, batch.metadata, batch.vectors)
+            for batch in check_stream(batches, self.dimensions, self.model_name, self.index.existing)
+        )
         budget = self.index.memory_budget_mb
         if memory_budget_mb is not None:
             self.index.memory_budget_mb = memory_budget_mb
         try:
-            return self.index.add_stream(checked())
+            return self.index.add_stream(checked)
         finally:
             self.index.memory_budget_mb = budget
 

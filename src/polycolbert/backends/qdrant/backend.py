@@ -19,6 +19,7 @@ from polycolbert.backends.checks import (
     CheckedBatch,
     check_batch,
     check_search,
+    check_stream,
     refuse_taken,
     refuse_unknown,
 )
@@ -271,17 +272,9 @@ class QdrantBackend:
         """Store batch after batch (a failure part-way keeps the batches before it); one batch is held at
         a time, so ``memory_budget_mb`` is met by the caller's batch size and needs nothing more here."""
         added = 0
-        for number, given in enumerate(batches, start=1):
-            try:
-                batch = check_batch(given, self.dimensions, self.model_name)
-                refuse_taken(batch.ids, self.existing(batch.ids))
-                vectors = self._vectors(batch)
-            except ValueError as error:
-                raise ValueError(f"batch {number}: {error}") from None
-            self._upsert(self._points(batch.ids, batch.texts, batch.metadata, vectors))
+        for batch in check_stream(batches, self.dimensions, self.model_name, self.existing):
+            self._write(batch)
             added += len(batch.ids)
-        if added == 0:
-            raise ValueError("no documents given: the stream had no batches")
         return added
 
     def update(
