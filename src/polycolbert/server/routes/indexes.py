@@ -14,55 +14,22 @@ same per-request token cap (``server/admission.py``), and hand the store vectors
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
 import numpy as np
 from fastapi import APIRouter, Request
-from pydantic import Field, StrictBool, StrictInt, StrictStr
 from starlette.concurrency import run_in_threadpool
 
 from polycolbert.backends import Backend
 from polycolbert.backends.registry import BackendRegistry, IndexDamaged, IndexNotFound, NoIndexRoot
 from polycolbert.encoding.encoder import InputType
 from polycolbert.filters import validate_filter
-from polycolbert.index.params import NBITS, K
-from polycolbert.models.catalog import DEFAULT_MODEL
 from polycolbert.server.admission import encode, tokenize
 from polycolbert.server.body import read_request
 from polycolbert.server.errors import APIError
-from polycolbert.server.schemas import MAX_INPUTS, Strict
+from polycolbert.server.schemas import AddDocuments, CreateIndex, DeleteDocuments, SearchIndex
 
 router = APIRouter()
-
-
-class CreateIndex(Strict):
-    name: StrictStr
-    model: StrictStr = DEFAULT_MODEL
-    dimensions: StrictInt | None = None
-    nbits: StrictInt = NBITS
-
-
-class Document(Strict):
-    id: StrictStr
-    text: StrictStr
-    metadata: dict[str, Any] = Field(default_factory=dict)
-
-
-class AddDocuments(Strict):
-    documents: Annotated[list[Document], Field(min_length=1, max_length=MAX_INPUTS)]
-    update: StrictBool = False
-
-
-class DeleteDocuments(Strict):
-    ids: Annotated[list[StrictStr], Field(min_length=1, max_length=10_000)]
-
-
-class SearchIndex(Strict):
-    queries: Annotated[list[StrictStr], Field(min_length=1, max_length=MAX_INPUTS)]
-    k: Annotated[StrictInt, Field(ge=1, le=1000)] = K
-    filter: dict[str, Any] | None = None
-    hybrid: StrictBool = False
-    exhaustive: StrictBool = False
 
 
 NO_ROOT = "This server has no index root: start it with --index-root DIR"
