@@ -94,14 +94,14 @@ def main() -> None:
                     f"qdrant+local://{tmp}/scifact", model="default", dimensions=dim, prefetch=prefetch
                 )
                 t0 = time.perf_counter()
-                store.add(texts, ids=ids, vectors=docs)
+                store.add(texts=texts, ids=ids, vectors=docs)
                 row[f"add_seconds_{prefetch}"] = time.perf_counter() - t0
                 row[f"local_mode_bytes_per_doc_{prefetch}"] = folder_bytes(Path(tmp)) / len(ids)
                 for limit in ([0] if prefetch == "mean" else []) + args.limits:
                     t0 = time.perf_counter()
                     # Qdrant never prefetches fewer than k: below 100 candidates only nDCG@10 is measured.
                     k = 100 if limit == 0 or limit >= 100 else 10
-                    hits = store.search(qids, k=k, query_vectors=queries, prefetch_limit=limit)
+                    hits = store.search(query_vectors=queries, k=k, prefetch_limit=limit)
                     seconds = time.perf_counter() - t0
                     run = {q: {h.id: h.score for h in found} for q, found in zip(qids, hits, strict=True)}
                     position = {doc_id: i for i, doc_id in enumerate(ids)}

@@ -106,9 +106,9 @@ def test_reopen_in_one_process_shares_the_local_client(url: str) -> None:
     first = QdrantBackend.create(url, model="hash-test-encoder", dimensions=16)
     second = QdrantBackend.open(url)
     vectors = [np.eye(16, dtype=np.float32)[:3]]
-    first.add(["t"], ids=["x"], vectors=vectors)
+    first.add(texts=["t"], ids=["x"], vectors=vectors)
     first.close()
-    assert second.search(["q"], k=1, query_vectors=[vectors[0][:1]])[0][0].id == "x"
+    assert second.search(query_vectors=[vectors[0][:1]], k=1)[0][0].id == "x"
     second.close()
     third = QdrantBackend.open(url)  # after every handle closed, the folder opens afresh
     assert len(third) == 1

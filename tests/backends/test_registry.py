@@ -11,13 +11,13 @@ sys.path.insert(0, str(Path(__file__).parents[1] / "index"))
 
 from index_helpers import HashEncoder
 
-from polycolbert.backends.registry import BackendRegistry, IndexNotFound, NoIndexRoot
+from polycolbert.backends.registry import BackendRegistry, IndexDamaged, IndexNotFound, NoIndexRoot
 
 
 def test_create_list_reopen_and_close(tmp_path: Path) -> None:
     registry = BackendRegistry(tmp_path)
     created = registry.create("demo", HashEncoder(), dimensions=32, nbits=2)
-    created.add(["alpha beta"], ids=["a"])
+    created.add(texts=["alpha beta"], ids=["a"])
     registry.close()
     assert registry.names() == ["demo"] and registry.exists("demo") and not registry.exists("other")
     asked: list[str] = []
@@ -38,9 +38,28 @@ def test_refusals_are_library_errors(tmp_path: Path) -> None:
     registry = BackendRegistry(tmp_path)
     with pytest.raises(IndexNotFound, match="No index named 'absent'"):
         registry.get("absent", lambda name: HashEncoder())
-    with pytest.raises(ValueError, match="use letters, digits"):
-        registry.location("../escape")
+    for bad in ("../escape", "x\n", "x\ny", "", "-x", "a" * 65):
+        with pytest.raises(ValueError, match="use letters, digits"):
+            registry.location(bad)
     rootless = BackendRegistry(None)
     assert rootless.names() == []
     with pytest.raises(NoIndexRoot):
         rootless.location("demo")
+
+
+def test_a_damaged_index_is_reported_beside_the_healthy_ones(tmp_path: Path) -> None:
+    registry = BackendRegistry(tmp_path)
+    for name in ("good", "truncated", "emptied"):
+        registry.create(name, HashEncoder(), dimensions=32, nbits=2).add(texts=["alpha beta"], ids=["a"])
+    registry.close()
+    database = tmp_path / "truncated" / "index.sqlite"
+    database.write_bytes(database.read_bytes()[:1000])
+    (tmp_path / "emptied" / "index.sqlite").write_bytes(b"")
+    survey = registry.survey()
+    assert [(name, info.documents) for name, info in survey.healthy] == [("good", 1)]
+    assert [name for name, _ in survey.damaged] == ["emptied", "truncated"]
+    assert all("is damaged" in why for _, why in survey.damaged), survey.damaged
+    with pytest.raises(IndexDamaged, match="index 'truncated' is damaged"):
+        registry.get("truncated", lambda name: HashEncoder())
+    assert registry.get("good", lambda name: HashEncoder()).search(["alpha"], k=1)[0][0].id == "a"
+    registry.close()

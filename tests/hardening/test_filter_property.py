@@ -2,7 +2,8 @@
 
 The oracle for "the same documents" is Qdrant's own payload filtering (local mode), which the embedded
 index's SQL promises to reproduce; the metadata below covers every JSON type the semantics name (strings,
-integers, non-integer floats, booleans, null, missing fields, arrays, nested objects, datetimes).
+integers, non-integer floats, booleans, null, missing fields, arrays, nested objects, datetimes). Both
+stores are reached through the ``Backend`` protocol and searched by query vectors alone.
 """
 
 from __future__ import annotations
@@ -18,22 +19,12 @@ from hypothesis import strategies as st
 
 pytest.importorskip("qdrant_client")
 
-from polycolbert.backends.qdrant import QdrantBackend
+from filter_cases import METADATA
+from polycolbert.backends import Backend, create_backend
 from polycolbert.filters import FilterError, parse_filter
-from polycolbert.index import Index
 
 DIM = 8
 LANGS = ["de", "en", "fr", "5", ""]
-METADATA: list[dict[str, Any]] = [
-    {"lang": "de", "year": 2020, "score": 0.5, "ok": True, "tags": ["a", "b"], "at": "2024-01-02T03:04:05"},
-    {"lang": "en", "year": 2021, "score": 1.5, "ok": False, "tags": [], "nested": {"tag": "x"}},
-    {"lang": "fr", "year": 1999, "score": -2.25, "tags": ["b"], "at": "2023-12-31"},
-    {"lang": None, "year": 5, "ok": True, "tags": [1, 2], "nested": {"tag": "y"}, "at": "not a date"},
-    {"lang": "5", "score": 7.75, "tags": "a", "at": "2024-06-01T00:00:00+02:00"},
-    {"year": -3, "ok": False, "nested": {"tag": None}},
-    {"lang": "", "year": 2021, "score": 0.25, "tags": ["c", 3]},
-    {},
-]
 
 fields = st.sampled_from(["lang", "year", "score", "ok", "tags", "at", "nested.tag", "missing"])
 scalars = st.one_of(
@@ -79,7 +70,7 @@ any_filters = st.one_of(
 
 
 @pytest.fixture(scope="module")
-def both(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Index, QdrantBackend]]:
+def both(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Backend, Backend]]:
     root: Path = tmp_path_factory.mktemp("filters")
     rng = np.random.default_rng(0)
     vectors = []
@@ -88,19 +79,19 @@ def both(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Index, Qdra
         vectors.append(rows / np.linalg.norm(rows, axis=1, keepdims=True))
     ids = [f"d{i}" for i in range(len(METADATA))]
     texts = [f"text {i}" for i in range(len(METADATA))]
-    index = Index.create(root / "embedded", dimensions=DIM)
-    index.add(texts, ids=ids, metadata=METADATA, vectors=vectors)
-    qdrant = QdrantBackend.create(f"qdrant+local://{root}/q/docs", model="toy", dimensions=DIM)
-    qdrant.add(texts, ids=ids, metadata=METADATA, vectors=vectors)
+    index = create_backend(str(root / "embedded"), dimensions=DIM)
+    qdrant = create_backend(f"qdrant+local://{root}/q/docs", model="toy", dimensions=DIM)
+    for store in (index, qdrant):
+        store.add(texts=texts, ids=ids, metadata=METADATA, vectors=vectors)
     yield index, qdrant
     qdrant.close()
     index.close()
 
 
-def _matches(store: Any, filter: Any) -> set[str] | str:
+def _matches(store: Backend, filter: Any) -> set[str] | str:
     query = np.eye(DIM, dtype=np.float32)[:2]
     try:
-        hits = store.search(["q"], query_vectors=[query], k=len(METADATA), filter=filter, exhaustive=True)[0]
+        hits = store.search(query_vectors=[query], k=len(METADATA), filter=filter, exhaustive=True)[0]
     except FilterError as error:
         return f"FilterError: {error}"
     return {hit.id for hit in hits}

@@ -88,3 +88,36 @@ def test_bad_input_exits_with_messages(ix: Path, tmp_path: Path) -> None:
     assert runner.invoke(app, ["add", str(ix), str(good)]).exit_code == 0
     again = runner.invoke(app, ["add", str(ix), str(good)])
     assert again.exit_code == 2 and "already in the index" in again.output
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["create", "{long}", "--model", "none", "--dimensions", "16"],
+        ["info", "{long}"],
+        ["search", "{long}", "--query", "x"],
+        ["add", "{ix}", "{long}.jsonl"],
+        ["create", "{file}", "--model", "none", "--dimensions", "16"],
+        ["info", "{file}"],
+    ],
+)
+def test_paths_the_system_refuses_are_messages_not_tracebacks(
+    ix: Path, tmp_path: Path, args: list[str]
+) -> None:
+    """A 300-character file name (longer than the file system allows) and a file where an index folder
+    should be: ``error: ...`` and exit code 2, as for every other user error."""
+    plain = tmp_path / "plain.txt"
+    plain.write_text("not an index\n", encoding="utf-8")
+    values = {"long": str(tmp_path / ("x" * 300)), "ix": str(ix), "file": str(plain)}
+    result = runner.invoke(app, [a.format(**values) for a in args])
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith("error: ") and "Traceback" not in result.output
+    assert isinstance(result.exception, SystemExit)
+    assert plain.read_text(encoding="utf-8") == "not an index\n"
+
+
+def test_create_on_an_existing_file_says_so(tmp_path: Path) -> None:
+    plain = tmp_path / "plain.txt"
+    plain.write_text("x", encoding="utf-8")
+    result = runner.invoke(app, ["create", str(plain), "--model", "none", "--dimensions", "16"])
+    assert result.exit_code == 2 and f"error: {plain} is a file, not a folder" in result.output

@@ -2,17 +2,20 @@
 
 ``create_backend`` / ``open_backend`` pick the implementation from the location: a folder is an embedded
 index, ``qdrant://host:port/name`` (or ``qdrants://``, ``qdrant+local://folder/name``) a Qdrant collection.
+Either way the caller gets a :class:`Backend` (``base.py``: the protocol and :class:`BackendInfo`), whose
+inputs are checked by one set of rules (``checks.py``); ``registry.py`` keeps the indexes under one root
+open by name, for the server.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from polycolbert.backends.base import Backend, is_qdrant
+from polycolbert.backends.base import Backend, BackendInfo, is_qdrant
 from polycolbert.encoding.protocol import TokenEncoder
 from polycolbert.index.params import NBITS
 
-__all__ = ["Backend", "create_backend", "is_qdrant", "open_backend"]
+__all__ = ["Backend", "BackendInfo", "create_backend", "is_qdrant", "open_backend"]
 
 
 def create_backend(
@@ -36,9 +39,8 @@ def create_backend(
     if given:
         raise ValueError(f"{', '.join(given)}: Qdrant settings; {location} is an embedded index folder")
     from polycolbert.backends.local import LocalBackend
-    from polycolbert.index import Index
 
-    return LocalBackend(Index.create(location, model=model, dimensions=dimensions, nbits=nbits))
+    return LocalBackend.create(location, model=model, dimensions=dimensions, nbits=nbits)
 
 
 def open_backend(location: str, **options: Any) -> Backend:

@@ -3,7 +3,9 @@
 The root is a folder of embedded indexes, or a Qdrant deployment (``qdrant://host:port`` or
 ``qdrant+local://folder``) whose collections are the indexes; either way callers see only ``Backend``s.
 The server's ``/v1/indexes`` routes are its user, but it knows nothing of HTTP: a missing root or index
-is :class:`IndexNotFound`, a bad name or setting a ``ValueError``, and the caller words the reply.
+is :class:`IndexNotFound`, a bad name or setting a ``ValueError``, an index that cannot be read
+:class:`IndexDamaged`, and the caller words the reply. One damaged index never hides the others:
+:meth:`BackendRegistry.survey` lists the healthy ones and reports the damaged ones beside them.
 """
 
 from __future__ import annotations
@@ -11,12 +13,14 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from polycolbert.backends import Backend, create_backend, is_qdrant, open_backend
+from polycolbert.backends import Backend, BackendInfo, create_backend, is_qdrant, open_backend
 from polycolbert.encoding.protocol import TokenEncoder
 
-NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # the whole name (fullmatch), nothing after it
 
 
 class IndexNotFound(LookupError):
@@ -25,6 +29,18 @@ class IndexNotFound(LookupError):
 
 class NoIndexRoot(IndexNotFound):
     """The registry was made without a root, so it holds no index at all."""
+
+
+class IndexDamaged(RuntimeError):
+    """An index is there but cannot be opened or read (a truncated database, a missing file...)."""
+
+
+@dataclass
+class Survey:
+    """Every index under the root: ``healthy`` (name, info) in name order, and ``damaged`` (name, why)."""
+
+    healthy: list[tuple[str, BackendInfo]] = field(default_factory=list)
+    damaged: list[tuple[str, str]] = field(default_factory=list)
 
 
 class BackendRegistry:
@@ -40,7 +56,7 @@ class BackendRegistry:
         """Where index ``name`` lives (a folder or a collection URL); checks the name first."""
         if self.root is None:
             raise NoIndexRoot("no index root")
-        if not NAME.match(name):
+        if not NAME.fullmatch(name):
             raise ValueError(f"Index name {name!r}: use letters, digits, '_', '-', '.'")
         return f"{self.root}/{name}" if self.qdrant else str(Path(self.root) / name)
 
@@ -58,13 +74,58 @@ class BackendRegistry:
         location = self.location(name)
         if not self.exists(name) or (not self.qdrant and not (Path(location) / "index.sqlite").is_file()):
             raise IndexNotFound(f"No index named {name!r}")
-        probe = open_backend(location)
-        model_name = probe.model_name
-        probe.close()
+        model_name = self._read(name, lambda probe: probe.model_name)
         model = model_for(model_name)
-        self.open[name] = open_backend(location, model=model)
+        self.open[name] = self._read(name, lambda backend: backend, model=model, keep=True)
         self.locks[name] = threading.Lock()
         return self.open[name]
+
+    def info(self, name: str) -> BackendInfo:
+        """What index ``name`` holds, without loading its model (the open index's, if it is open)."""
+        if name in self.open:
+            return self._use(name, self.open[name], lambda backend: backend.info())
+        return self._read(name, lambda probe: probe.info())
+
+    def survey(self) -> Survey:
+        """Each index's info, or why it could not be read: one bad index does not fail the listing
+        (a root that cannot be listed at all, e.g. an unreachable Qdrant server, still raises)."""
+        survey = Survey()
+        for name in self.names():
+            try:
+                survey.healthy.append((name, self.info(name)))
+            except (IndexDamaged, ValueError) as error:
+                survey.damaged.append((name, str(error)))
+        return survey
+
+    def _read(self, name: str, use: Callable[[Backend], Any], keep: bool = False, **options: Any) -> Any:
+        """``use(backend)`` on index ``name`` opened with ``options``; closed afterwards unless ``keep``.
+
+        Any failure other than a refusal worded for people (``ValueError``, e.g. a Qdrant server that
+        cannot be reached) means the index's files cannot be read: :class:`IndexDamaged`.
+        """
+        try:
+            backend = open_backend(self.location(name), **options)
+        except (ValueError, LookupError):
+            raise
+        except Exception as error:
+            raise IndexDamaged(f"index {name!r} is damaged: {_why(error)}") from None
+        try:
+            result = self._use(name, backend, use)
+        except BaseException:
+            backend.close()
+            raise
+        if not keep:
+            backend.close()
+        return result
+
+    @staticmethod
+    def _use(name: str, backend: Backend, use: Callable[[Backend], Any]) -> Any:
+        try:
+            return use(backend)
+        except (ValueError, LookupError):
+            raise
+        except Exception as error:
+            raise IndexDamaged(f"index {name!r} is damaged: {_why(error)}") from None
 
     def create(self, name: str, model: TokenEncoder, dimensions: int | None, nbits: int) -> Backend:
         backend = create_backend(self.location(name), model=model, dimensions=dimensions, nbits=nbits)
@@ -87,3 +148,7 @@ class BackendRegistry:
         for backend in self.open.values():
             backend.close()
         self.open.clear()
+
+
+def _why(error: BaseException) -> str:
+    return f"{error} ({type(error).__name__})" if str(error) else type(error).__name__

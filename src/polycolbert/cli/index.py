@@ -36,15 +36,6 @@ Location = Annotated[str, typer.Argument(help=LOCATION_HELP, metavar="LOCATION")
 ROWS_BEYOND_SUBWORDS = 3
 
 
-def _encoder(backend: Any) -> Any:
-    """The model that encodes for this store (loaded on first use; the store's own model name)."""
-    from polycolbert.backends.local import LocalBackend
-
-    if isinstance(backend, LocalBackend):
-        return backend.index.encoder()
-    return backend.model
-
-
 @app.command()
 @friendly_errors
 def create(
@@ -86,7 +77,7 @@ def create(
     )
     with contextlib.closing(backend):
         info = backend.info()
-        print(json.dumps({"location": location, "model": info["model"], "dimensions": info["dimensions"]}))
+        print(json.dumps({"location": location, "model": info.model, "dimensions": info.dimensions}))
 
 
 @app.command()
@@ -112,7 +103,6 @@ def add(
     collection stores chunk after chunk: a failure part-way (e.g. the network) keeps the chunks before it.
     """
     from polycolbert.backends import open_backend
-    from polycolbert.backends.local import LocalBackend
     from polycolbert.index import params
 
     budget = params.MEMORY_BUDGET_MB if memory_budget is None else memory_budget
@@ -127,21 +117,12 @@ def add(
         total = len(ids)
         del ids
         chunk = params.chunk_tokens(budget, backend.dimensions)
-        encoder = _encoder(backend)
         with _progress_bar(total) as advance:
             batches = _encoded_batches(
-                iter_documents(file), encoder, backend.dimensions, batch_size, chunk, advance
+                iter_documents(file), backend.encoder(), backend.dimensions, batch_size, chunk, advance
             )
-            if isinstance(backend, LocalBackend):
-                backend.index.memory_budget_mb = budget
-                added = backend.index.add_stream(batches)
-            else:
-                added = sum(_add_batch(backend, batch) for batch in batches)
-        print(json.dumps({"added": added, "documents": backend.info()["documents"]}))
-
-
-def _add_batch(backend: Any, batch: DocumentBatch) -> int:
-    return len(backend.add(batch.texts, ids=batch.ids, metadata=batch.metadata, vectors=batch.vectors))
+            added = backend.add_stream(batches, memory_budget_mb=budget)
+        print(json.dumps({"added": added, "documents": backend.info().documents}))
 
 
 def _encoded_batches(
@@ -203,7 +184,7 @@ def delete(location: Location, ids: Annotated[list[str], typer.Argument(help="Do
     from polycolbert.backends import open_backend
 
     with contextlib.closing(open_backend(location)) as backend:
-        print(json.dumps({"deleted": backend.delete(ids), "documents": backend.info()["documents"]}))
+        print(json.dumps({"deleted": backend.delete(ids), "documents": backend.info().documents}))
 
 
 @app.command()
@@ -264,7 +245,7 @@ def info(
     from polycolbert.backends import open_backend
 
     with contextlib.closing(open_backend(location)) as backend:
-        data = backend.info()
+        data = backend.info().to_dict()
     if as_json:
         print(json.dumps(data))
         return
@@ -280,4 +261,4 @@ def compact(location: Location) -> None:
 
     with contextlib.closing(open_backend(location)) as backend:
         result = backend.compact()
-        print(json.dumps({**result, "documents": backend.info()["documents"]}))
+        print(json.dumps({**result, "documents": backend.info().documents}))

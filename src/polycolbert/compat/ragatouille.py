@@ -1,4 +1,7 @@
-"""RAGatouille's ``RAGPretrainedModel`` over polycolbert's model and embedded index.
+"""RAGatouille's ``RAGPretrainedModel`` over polycolbert's model and an index behind the ``Backend`` protocol.
+
+Indexes are embedded index folders under ``index_root`` (RAGatouille's layout); everything the wrapper
+does to them goes through ``create_backend`` / ``open_backend``.
 
 Result dicts carry RAGatouille's keys (``content``, ``score``, ``rank``, ``document_id``, ``passage_id``,
 ``document_metadata``), so code that reads them keeps working:
@@ -19,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from polycolbert.backends import Backend, create_backend, open_backend
 from polycolbert.encoding.encoder import ColBERT
-from polycolbert.index.index import Index
 from polycolbert.rerank import Ranked, RankedText, rerank, rerank_texts
 
 PASSAGE_SEPARATOR = "#"
@@ -31,7 +34,7 @@ class RAGPretrainedModel:
         self.model = model
         self.index_root = Path(index_root or ".ragatouille") / "colbert" / "indexes"
         self.index_path: Path | None = None
-        self._index: Index | None = None
+        self._index: Backend | None = None
         self._encoded: list[tuple[str, dict[str, Any] | None, np.ndarray]] = []
 
     @classmethod
@@ -40,11 +43,12 @@ class RAGPretrainedModel:
 
     @classmethod
     def from_index(cls, index_path: str | Path, **_: Any) -> RAGPretrainedModel:
-        index = Index.open(index_path)
-        model = ColBERT.load(index.model_name)
+        probe = open_backend(str(index_path))
+        model_name = probe.model_name
+        probe.close()
+        model = ColBERT.load(model_name)
         rag = cls(model, Path(index_path).parents[2] if len(Path(index_path).parents) > 2 else None)
-        rag._use(Index.open(index_path, model=model), Path(index_path))
-        index.close()
+        rag._use(open_backend(str(index_path), model=model), Path(index_path))
         return rag
 
     # -- indexing -----------------------------------------------------------------------------------
@@ -67,7 +71,7 @@ class RAGPretrainedModel:
 
             shutil.rmtree(path)
         dims = self.model.spec.default_dim
-        self._use(Index.create(path, model=self.model, dimensions=dims), path)
+        self._use(create_backend(str(path), model=self.model, dimensions=dims), path)
         self.add_to_index(collection, document_ids, document_metadatas, split_documents, max_document_length)
         return str(path)
 
@@ -98,7 +102,7 @@ class RAGPretrainedModel:
                 texts.append(chunk)
                 passage_ids.append(f"{doc_id}{PASSAGE_SEPARATOR}{number}")
                 passage_meta.append({"document_id": doc_id, "document_metadata": meta})
-        index.add(texts, ids=passage_ids, metadata=passage_meta)
+        index.add(texts=texts, ids=passage_ids, metadata=passage_meta)
 
     def delete_from_index(self, document_ids: Sequence[str], **_: Any) -> int:
         index = self._require_index()
@@ -156,12 +160,12 @@ class RAGPretrainedModel:
         self._encoded = []
 
     # -- helpers ------------------------------------------------------------------------------------
-    def _use(self, index: Index, path: Path) -> None:
+    def _use(self, index: Backend, path: Path) -> None:
         if self._index is not None:
             self._index.close()
         self._index, self.index_path = index, path
 
-    def _require_index(self) -> Index:
+    def _require_index(self) -> Backend:
         if self._index is None:
             raise ValueError("no index yet: call index(...) or RAGPretrainedModel.from_index(path)")
         return self._index

@@ -1,4 +1,5 @@
-"""Request and response bodies, as in Jina's OpenAPI (unknown fields are refused, like Jina's)."""
+"""Request and response bodies: the Jina routes' as in Jina's OpenAPI, then the index routes' (unknown
+fields are refused everywhere, like Jina's)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 
+from polycolbert.index.params import NBITS, K
+from polycolbert.models.catalog import DEFAULT_MODEL
 from polycolbert.rerank import Match
 
 MAX_INPUTS = 512  # Jina's documented per-request list limit
@@ -104,3 +107,34 @@ class ModelCard(BaseModel):
 class ModelList(BaseModel):
     object: Literal["list"] = "list"
     data: list[ModelCard]
+
+
+# -- index routes (/v1/indexes) -----------------------------------------------------------------------
+class CreateIndex(Strict):
+    name: StrictStr
+    model: StrictStr = DEFAULT_MODEL
+    dimensions: StrictInt | None = None
+    nbits: StrictInt = NBITS
+
+
+class IndexDocument(Strict):
+    id: StrictStr
+    text: StrictStr
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class AddDocuments(Strict):
+    documents: Annotated[list[IndexDocument], Field(min_length=1, max_length=MAX_INPUTS)]
+    update: StrictBool = False
+
+
+class DeleteDocuments(Strict):
+    ids: Annotated[list[StrictStr], Field(min_length=1, max_length=10_000)]
+
+
+class SearchIndex(Strict):
+    queries: Annotated[list[StrictStr], Field(min_length=1, max_length=MAX_INPUTS)]
+    k: Annotated[StrictInt, Field(ge=1, le=1000)] = K
+    filter: dict[str, Any] | None = None
+    hybrid: StrictBool = False
+    exhaustive: StrictBool = False

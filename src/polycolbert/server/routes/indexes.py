@@ -7,57 +7,29 @@ protocol, so they work unchanged on either.
 ``GET /v1/indexes``, ``POST /v1/indexes`` (create), ``GET /v1/indexes/{name}`` (info),
 ``POST /v1/indexes/{name}/documents`` (add or update), ``POST /v1/indexes/{name}/documents/delete``,
 ``POST /v1/indexes/{name}/search``. Indexes use the served model of the same name, so one loaded model
-serves both the Jina routes and search.
+serves both the Jina routes and search; writes and searches encode through that model's queue, under the
+same per-request token cap (``server/admission.py``), and hand the store vectors, never texts to encode.
+``GET /v1/indexes`` lists the indexes it can read and reports the others under ``damaged``.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
+import numpy as np
 from fastapi import APIRouter, Request
-from pydantic import Field, StrictBool, StrictInt, StrictStr
 from starlette.concurrency import run_in_threadpool
 
 from polycolbert.backends import Backend
-from polycolbert.backends.registry import BackendRegistry, IndexNotFound, NoIndexRoot
+from polycolbert.backends.registry import BackendRegistry, IndexDamaged, IndexNotFound, NoIndexRoot
+from polycolbert.encoding.encoder import InputType
 from polycolbert.filters import validate_filter
-from polycolbert.index.params import NBITS, K
-from polycolbert.models.catalog import DEFAULT_MODEL
+from polycolbert.server.admission import encode, tokenize
 from polycolbert.server.body import read_request
 from polycolbert.server.errors import APIError
-from polycolbert.server.schemas import MAX_INPUTS, Strict
+from polycolbert.server.schemas import AddDocuments, CreateIndex, DeleteDocuments, SearchIndex
 
 router = APIRouter()
-
-
-class CreateIndex(Strict):
-    name: StrictStr
-    model: StrictStr = DEFAULT_MODEL
-    dimensions: StrictInt | None = None
-    nbits: StrictInt = NBITS
-
-
-class Document(Strict):
-    id: StrictStr
-    text: StrictStr
-    metadata: dict[str, Any] = Field(default_factory=dict)
-
-
-class AddDocuments(Strict):
-    documents: Annotated[list[Document], Field(min_length=1, max_length=MAX_INPUTS)]
-    update: StrictBool = False
-
-
-class DeleteDocuments(Strict):
-    ids: Annotated[list[StrictStr], Field(min_length=1, max_length=10_000)]
-
-
-class SearchIndex(Strict):
-    queries: Annotated[list[StrictStr], Field(min_length=1, max_length=MAX_INPUTS)]
-    k: Annotated[StrictInt, Field(ge=1, le=1000)] = K
-    filter: dict[str, Any] | None = None
-    hybrid: StrictBool = False
-    exhaustive: StrictBool = False
 
 
 NO_ROOT = "This server has no index root: start it with --index-root DIR"
@@ -75,6 +47,8 @@ def _checked(call: Any, *args: Any, **kwargs: Any) -> Any:
         raise APIError(404, "RESOURCE_NOT_FOUND", NO_ROOT) from None
     except IndexNotFound as error:
         raise APIError(404, "RESOURCE_NOT_FOUND", str(error)) from None
+    except IndexDamaged as error:
+        raise APIError(500, "INDEX_DAMAGED", str(error)) from None
     except (ValueError, KeyError) as error:
         raise APIError(400, "INPUT_INVALID", str(error)) from None
 
@@ -85,21 +59,24 @@ def _index(request: Request, name: str) -> Backend:
     return _checked(_store(request).get, name, lambda model_name: registry.get(model_name).model)
 
 
+async def _vectors(
+    request: Request, index: Backend, texts: list[str], input_type: InputType, field: str
+) -> list[np.ndarray]:
+    """``texts`` encoded for ``index`` by its served model, through the token cap and the model's queue."""
+    served = request.app.state.registry.get(index.model_name)
+    tokenized = await tokenize(served, texts, input_type)
+    return (await encode(request, served, tokenized, (index.dimensions,), field))[index.dimensions]
+
+
 @router.get("/v1/indexes")
 async def list_indexes(request: Request) -> dict[str, Any]:
-    store = _store(request)
-    data = []
-    for name in _checked(store.names):
-        info = await run_in_threadpool(_index(request, name).info)
-        data.append(
-            {
-                "name": name,
-                "model": info["model"],
-                "dimensions": info["dimensions"],
-                "documents": info["documents"],
-            }
-        )
-    return {"object": "list", "data": data}
+    survey = await run_in_threadpool(_checked, _store(request).survey)
+    data = [
+        {"name": name, "model": info.model, "dimensions": info.dimensions, "documents": info.documents}
+        for name, info in survey.healthy
+    ]
+    damaged = [{"name": name, "error": error} for name, error in survey.damaged]
+    return {"object": "list", "data": data, "damaged": damaged}
 
 
 @router.post("/v1/indexes", status_code=201)
@@ -113,12 +90,13 @@ async def create_index(request: Request) -> dict[str, Any]:
     index = await run_in_threadpool(
         _checked, store.create, body.name, served.model, body.dimensions, body.nbits
     )
-    return await run_in_threadpool(index.info)
+    return (await run_in_threadpool(_checked, index.info)).to_dict()
 
 
 @router.get("/v1/indexes/{name}")
 async def index_info(request: Request, name: str) -> dict[str, Any]:
-    return await run_in_threadpool(_index(request, name).info)
+    index = _index(request, name)
+    return (await run_in_threadpool(_checked, index.info)).to_dict()
 
 
 @router.post("/v1/indexes/{name}/documents")
@@ -129,13 +107,14 @@ async def add_documents(request: Request, name: str) -> dict[str, Any]:
     ids = [d.id for d in body.documents]
     texts = [d.text for d in body.documents]
     metadata = [d.metadata for d in body.documents]
+    vectors = await _vectors(request, index, texts, "document", "documents")
 
     def write() -> None:
-        with store.locks[name]:
+        with store.locks[name]:  # held only to commit: the documents are encoded already
             if body.update:
-                index.update(ids, texts, metadata=metadata)
+                index.update(texts=texts, ids=ids, metadata=metadata, vectors=vectors)
             else:
-                index.add(texts, ids=ids, metadata=metadata)
+                index.add(texts=texts, ids=ids, metadata=metadata, vectors=vectors)
 
     await run_in_threadpool(_checked, write)
     return {"object": "list", "updated" if body.update else "added": len(ids)}
@@ -160,10 +139,13 @@ async def search_index(request: Request, name: str) -> dict[str, Any]:
     index = _index(request, name)
     if body.filter is not None:
         _checked(validate_filter, body.filter)
+    queries = list(body.queries)
+    vectors = await _vectors(request, index, queries, "query", "queries")
     hits = await run_in_threadpool(
         _checked,
         index.search,
-        list(body.queries),
+        queries,
+        query_vectors=vectors,
         k=body.k,
         filter=body.filter,
         hybrid=body.hybrid,

@@ -5,13 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request
-from starlette.concurrency import run_in_threadpool
 
-from polycolbert.encoding.encoder import InputType
 from polycolbert.formats import to_json_vectors
 from polycolbert.rerank import rerank as rank
 from polycolbert.rerank import token_matches
-from polycolbert.server.batching import QueueFull
+from polycolbert.server.admission import encode, tokenize
 from polycolbert.server.body import read_request
 from polycolbert.server.errors import APIError
 from polycolbert.server.registry import ServedModel
@@ -40,45 +38,13 @@ def _dimensions(served: ServedModel, dimensions: int | None) -> int:
         raise APIError(400, "INPUT_INVALID_DIMENSIONS", str(error)) from None
 
 
-async def _tokenize(served: ServedModel, texts: list[str], input_type: InputType):
-    try:
-        return await run_in_threadpool(served.model.tokenize, texts, input_type)
-    except ValueError as error:
-        raise APIError(400, "INPUT_INVALID", str(error)) from None
-
-
-async def _encode(request: Request, served: ServedModel, tokenized, dims: tuple[int, ...]):
-    metrics = request.app.state.metrics
-    tokens = sum(t.n_tokens for t in tokenized)  # as usage.total_tokens counts them
-    limit = request.app.state.max_request_tokens
-    if tokens > limit:
-        raise APIError(
-            400,
-            "INPUT_TOO_LARGE",
-            f"This request is {tokens} tokens; this server accepts at most {limit} per "
-            "request. Split the inputs over several requests.",
-        )
-    try:
-        outputs = await served.batcher.encode(tokenized, dims)
-    except QueueFull:
-        metrics.rejected.labels(served.name).inc()
-        raise APIError(
-            429,
-            "RATE_CONCURRENCY_LIMIT_EXCEEDED",
-            "Server is at capacity; retry shortly",
-            {"Retry-After": "1"},
-        ) from None
-    metrics.tokens.labels(served.name).inc(sum(t.n_tokens for t in tokenized))
-    return outputs
-
-
 async def _multi_vector(request: Request) -> MultiVectorResponse:
     body: MultiVectorRequest = await read_request(request, MultiVectorRequest)
     served = _served(request, body.model)
     dim = _dimensions(served, body.dimensions)
     texts = body.texts()
-    tokenized = await _tokenize(served, texts, body.input_type or "document")
-    vectors = (await _encode(request, served, tokenized, (dim,)))[dim]
+    tokenized = await tokenize(served, texts, body.input_type or "document")
+    vectors = (await encode(request, served, tokenized, (dim,)))[dim]
     kinds = body.kinds()
     data = []
     for i, v in enumerate(vectors):
@@ -143,9 +109,9 @@ async def rerank(request: Request) -> RerankResponse:
     served = _served(request, body.model)
     dim = _dimensions(served, body.dimensions)
     documents = body.document_texts()
-    query_tok = await _tokenize(served, [body.query_text()], "query")
-    doc_tok = await _tokenize(served, documents, "document")
-    out = await _encode(request, served, query_tok + doc_tok, (dim,))
+    query_tok = await tokenize(served, [body.query_text()], "query")
+    doc_tok = await tokenize(served, documents, "document")
+    out = await encode(request, served, query_tok + doc_tok, (dim,))
     query, doc_vectors = out[dim][0], out[dim][1:]
     results = []
     for ranked in rank(query, doc_vectors, body.top_n, explain=body.return_matches):
