@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from polycolbert.documents import DocumentBatch
+from polycolbert.documents import DocumentBatch, as_list, check_vectors, duplicates
 from polycolbert.filters import Expr, Filter, parse_filter
 
 SHOWN = 10  # ids named in an error message
@@ -53,12 +53,12 @@ def check_batch(batch: DocumentBatch, dimensions: int, model_name: str) -> Check
     """Texts are strings, ids unique non-empty strings (random hex ids when none are given), one JSON
     object of metadata per text, and vectors (if given) one finite ``[tokens, dimensions]`` array per text.
     """
-    texts = _list_of(batch.texts, "texts")
+    texts = as_list(batch.texts, "texts")
     if not texts:
         raise ValueError("no documents given: pass at least one text")
     if not all(isinstance(t, str) for t in texts):
         raise ValueError("texts must be strings")
-    ids = [uuid.uuid4().hex for _ in texts] if batch.ids is None else _list_of(batch.ids, "ids")
+    ids = [uuid.uuid4().hex for _ in texts] if batch.ids is None else as_list(batch.ids, "ids")
     if len(ids) != len(texts):
         raise ValueError(f"{len(ids)} ids for {len(texts)} texts")
     if not all(isinstance(i, str) and i for i in ids):
@@ -66,7 +66,7 @@ def check_batch(batch: DocumentBatch, dimensions: int, model_name: str) -> Check
     repeated = duplicates(ids)
     if repeated:
         raise ValueError(f"duplicate ids in the batch: {repeated[:SHOWN]}")
-    metadata = [{} for _ in texts] if batch.metadata is None else _list_of(batch.metadata, "metadata")
+    metadata = [{} for _ in texts] if batch.metadata is None else as_list(batch.metadata, "metadata")
     if len(metadata) != len(texts) or not all(isinstance(m, dict) for m in metadata):
         raise ValueError("metadata must be one JSON object per text")
     for i, m in enumerate(metadata):
@@ -108,25 +108,6 @@ def check_stream(
         raise ValueError("no documents given: the stream had no batches")
 
 
-def check_vectors(
-    vectors: Sequence[np.ndarray], what: str, dimensions: int, model_name: str
-) -> list[np.ndarray]:
-    """Float32 ``[tokens, dimensions]`` arrays, each with at least one token and only finite values."""
-    out = []
-    for i, v in enumerate(_list_of(vectors, what)):
-        a = np.asarray(v, dtype=np.float32)
-        if a.ndim != 2 or a.shape[1] != dimensions:
-            raise ValueError(
-                f"{what}[{i}] has shape {a.shape}; this index ({model_name}) needs [tokens, {dimensions}]"
-            )
-        if len(a) == 0:
-            raise ValueError(f"{what}[{i}] has no token vectors")
-        if not np.isfinite(a).all():
-            raise ValueError(f"{what}[{i}] contains NaN or infinite values")
-        out.append(a)
-    return out
-
-
 def check_search(
     queries: Sequence[str] | None,
     query_vectors: Sequence[np.ndarray] | None,
@@ -140,7 +121,7 @@ def check_search(
         raise ValueError(f"k must be a positive integer; got {k!r}")
     if queries is None and query_vectors is None:
         raise ValueError("give queries (texts) or query_vectors")
-    texts = None if queries is None else _list_of(queries, "queries")
+    texts = None if queries is None else as_list(queries, "queries")
     if texts is not None and not all(isinstance(q, str) for q in texts):
         raise ValueError("queries must be strings")
     vectors = None
@@ -164,18 +145,3 @@ def refuse_unknown(ids: Sequence[str], stored: Collection[str]) -> None:
     missing = [i for i in ids if i not in stored]
     if missing:
         raise ValueError(f"unknown ids: {missing[:SHOWN]} (use add for new documents)")
-
-
-def duplicates(ids: Sequence[str]) -> list[str]:
-    seen: set[str] = set()
-    return sorted({i for i in ids if i in seen or seen.add(i)})  # type: ignore[func-returns-value]
-
-
-def _list_of(values: Any, what: str) -> list[Any]:
-    """``values`` as a list; one string (a common slip for a list of one) is an error, not its letters."""
-    if isinstance(values, str | bytes):
-        raise ValueError(f"{what} must be a list, not one string")
-    try:
-        return list(values)
-    except TypeError:
-        raise ValueError(f"{what} must be a list, not {type(values).__name__}") from None

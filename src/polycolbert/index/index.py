@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from polycolbert.documents import DocumentBatch, SearchHit
+from polycolbert.documents import DocumentBatch, SearchHit, check_vectors
 from polycolbert.encoding.protocol import TokenEncoder
 from polycolbert.filters import Filter
 from polycolbert.index import compaction, search, snapshot, store
@@ -36,7 +36,6 @@ from polycolbert.index import params as P
 from polycolbert.index.writer import (
     Writer,
     check_batch,
-    check_vectors,
     documents,
     stream_documents,
 )

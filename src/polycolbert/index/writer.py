@@ -23,7 +23,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from polycolbert.documents import DocumentBatch
+from polycolbert.documents import DocumentBatch, duplicates
 from polycolbert.index import params as P
 from polycolbert.index import store
 from polycolbert.index.codec import Codec
@@ -79,30 +79,6 @@ def check_batch(
         except (TypeError, ValueError) as error:
             raise ValueError(f"metadata[{i}] is not JSON-serialisable: {error}") from None
     return texts, ids, metadata
-
-
-def check_vectors(
-    vectors: Sequence[np.ndarray], what: str, dimensions: int, model_name: str
-) -> list[np.ndarray]:
-    """Float32 ``[tokens, dimensions]`` arrays, each with at least one token and only finite values."""
-    out = []
-    for i, v in enumerate(vectors):
-        a = np.asarray(v, dtype=np.float32)
-        if a.ndim != 2 or a.shape[1] != dimensions:
-            raise ValueError(
-                f"{what}[{i}] has shape {a.shape}; this index ({model_name}) needs [tokens, {dimensions}]"
-            )
-        if len(a) == 0:
-            raise ValueError(f"{what}[{i}] has no token vectors")
-        if not np.isfinite(a).all():
-            raise ValueError(f"{what}[{i}] contains NaN or infinite values")
-        out.append(a)
-    return out
-
-
-def duplicates(ids: list[str]) -> list[str]:
-    seen: set[str] = set()
-    return sorted({i for i in ids if i in seen or seen.add(i)})  # type: ignore[func-returns-value]
 
 
 def refuse_taken(db: sqlite3.Connection, ids: list[str]) -> None:
