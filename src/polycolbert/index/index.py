@@ -438,7 +438,7 @@ class Index:
             raise translated from None
 
 
-def check(path: str | Path) -> list[str]:
+def check_folder(path: str | Path) -> list[str]:
     """``Index.check`` for the index at ``path``, or the problem that keeps it from opening at all."""
     try:
         index = Index.open(path)

@@ -398,6 +398,7 @@ class Write:
         store.begin_write(db, self.folder, self.writer.lock_timeout)
         self.abandoned = False
         try:
+            store.ensure_files_table(db)
             self.remove_orphans(db)
             yield db
             if self.abandoned:
@@ -440,7 +441,6 @@ class Write:
     def _record_files(self, db: sqlite3.Connection) -> None:
         """Checksums of committed files that have none (an index written before format 2), then forget
         those of files no longer referenced."""
-        store.ensure_files_table(db)
         referenced = store.referenced_files(db, self.folder)
         recorded = store.recorded_files(db)
         missing: dict[str, dict[str, FileSum]] = {}
