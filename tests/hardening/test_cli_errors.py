@@ -22,7 +22,7 @@ from polycolbert.cli import app
 from polycolbert.index import Index
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "index"))
-from index_helpers import HashEncoder  # noqa: E402
+from index_helpers import HashEncoder
 
 runner = CliRunner()
 LONG = "x" * 300  # longer than any file name a file system takes (255 bytes)
@@ -83,7 +83,10 @@ def cases(root: Path) -> dict[str, tuple[list[str], str]]:
         "index add: long path": (["index", "add", good, str(root / LONG)], "too long"),
         "index add: damaged index": (["index", "add", damaged, corpus], "index damaged"),
         "index search: damaged index": (["index", "search", damaged, "--query", "x"], "index damaged"),
-        "index search: bad filter JSON": (["index", "search", good, "--query", "x", "--filter", "{n:"], "JSON"),
+        "index search: bad filter JSON": (
+            ["index", "search", good, "--query", "x", "--filter", "{n:"],
+            "JSON",
+        ),
         "index search: bad filter": (
             ["index", "search", good, "--query", "x", "--filter", '{"n": {"$near": 1}}'],
             "$near",
@@ -115,7 +118,8 @@ def test_every_bad_invocation_is_one_error_line(folder: Path) -> None:
         clean = result.exception is None or isinstance(result.exception, SystemExit)
         fine = result.exit_code == 2 and clean and len(errors) == 1 and "Traceback" not in result.output
         if not fine or phrase.lower() not in result.output.lower():
-            failures.append(f"{name}: exit {result.exit_code}, {result.exception!r}, {result.output[-300:]!r}")
+            got = f"exit {result.exit_code}, {result.exception!r}, {result.output[-300:]!r}"
+            failures.append(f"{name}: {got}")
     assert not failures, "\n".join(failures)
 
 

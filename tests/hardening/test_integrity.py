@@ -124,11 +124,12 @@ def test_out_of_range_codes_are_damage_not_an_index_error(ix: Path) -> None:
         codes[:50] = n_centroids + 3
 
     rewrite_same_size(file, past)
+    message = f"code {n_centroids + 3} points past the {n_centroids} centroids"
     with Index.open(ix) as index:
-        with pytest.raises(IndexDamaged, match=rf"code {n_centroids + 3} points past the {n_centroids} centroids"):
+        with pytest.raises(IndexDamaged, match=message):
             index.search(query_vectors=QUERY, k=5)
         problems = index.check()
-    assert f"{file}: code {n_centroids + 3} points past the {n_centroids} centroids" in problems
+    assert f"{file}: {message}" in problems
 
 
 def test_a_truncated_file_is_named_on_open(ix: Path) -> None:
@@ -184,9 +185,11 @@ def test_nan_in_raw_vectors_is_damage(tmp_path: Path) -> None:
         index.add(["a", "b"], ids=["a", "b"], vectors=DOC_VECTORS[:2])
     file = segment_file(tmp_path / "raw", "vectors")
     rewrite_same_size(file, lambda v: v.__setitem__((0, 0), np.nan))
-    with Index.open(tmp_path / "raw") as index:
-        with pytest.raises(IndexDamaged, match=rf"{file.name}: contains NaN or infinite values"):
-            index.search(query_vectors=QUERY, k=1)
+    with (
+        Index.open(tmp_path / "raw") as index,
+        pytest.raises(IndexDamaged, match=rf"{file.name}: contains NaN or infinite values"),
+    ):
+        index.search(query_vectors=QUERY, k=1)
 
 
 def test_an_index_written_before_checksums_opens_and_gets_them_at_its_next_write(ix: Path) -> None:
