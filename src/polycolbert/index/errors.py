@@ -19,7 +19,7 @@ class IndexBusy(RuntimeError):
         self.folder, self.waited, self.retry_after = Path(folder), float(waited), float(retry_after)
         super().__init__(
             f"index busy: another writer held the write lock of {folder} for over {waited:g} s; "
-            f"retry in {retry_after:g} s (or wait longer: lock_timeout)"
+            f"retry in {retry_after:g} s"
         )
 
 
