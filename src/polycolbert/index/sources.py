@@ -69,6 +69,7 @@ def live_sources(
 ) -> list[Source]:
     """These committed segments (name, codec column), memory-mapped, with their live entries (documents
     still stored, except the ``exclude`` numbers), in the given order. The caller holds a transaction."""
+    codecs: dict[str, Codec] = {}
     out = []
     for name, column in segments:
         seg = Segment.load(folder / store.SEGMENTS, name, raw=column == RAW)
@@ -78,7 +79,9 @@ def live_sources(
         live = np.asarray(store.live_docs_between(db, int(docs.min()), int(docs.max())), np.int64)
         if len(exclude):
             live = np.setdiff1d(live, np.asarray(exclude, np.int64))
-        found = source(seg, None if column == RAW else codec_of(column), live)
+        if column != RAW and column not in codecs:
+            codecs[column] = codec_of(column)
+        found = source(seg, codecs.get(column), live)
         if found is not None:
             out.append(found)
     return out

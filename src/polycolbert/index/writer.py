@@ -390,8 +390,9 @@ class Write:
     @contextlib.contextmanager
     def locked(self, bump: bool = True) -> Iterator[sqlite3.Connection]:
         """One write transaction: SQLite's write lock (waiting at most ``lock_timeout``), files of dead
-        writers removed first; at the end every referenced file's checksum recorded, the version moved
-        (``bump``) and the commit, or a rollback on any error or when the body called ``abandon``.
+        writers removed first; at the end (``bump``: a change, not only garbage collection) every
+        referenced file's checksum recorded and the version moved; then the commit, or a rollback on
+        any error or when the body called ``abandon``.
         Files left behind (a rollback, replaced segments) are deleted afterwards in a transaction of
         their own."""
         db = self.db
@@ -404,8 +405,8 @@ class Write:
             if self.abandoned:
                 store.rollback(db)
                 return
-            self._record_files(db)
             if bump:
+                self._record_files(db)
                 store.set_meta(db, version=store.get_meta(db)["version"] + 1, format=FORMAT_VERSION)
             store.commit(db)
         except BaseException:
