@@ -15,12 +15,10 @@ from pathlib import Path
 class IndexBusy(RuntimeError):
     """Another writer held the index's write lock for longer than this one was willing to wait."""
 
-    def __init__(self, folder: Path | str, waited: float, retry_after: float):
+    def __init__(self, folder: Path | str, waited: float, retry_after: float, what: str | None = None):
         self.folder, self.waited, self.retry_after = Path(folder), float(waited), float(retry_after)
-        super().__init__(
-            f"index busy: another writer held the write lock of {folder} for over {waited:g} s; "
-            f"retry in {retry_after:g} s"
-        )
+        what = what or f"another writer held the write lock of {folder} for over {waited:g} s"
+        super().__init__(f"index busy: {what}; retry in {retry_after:g} s")
 
 
 class IndexDamaged(RuntimeError):

@@ -159,7 +159,7 @@ def consistent(db: sqlite3.Connection, folder: Path, read: Callable[[], T], atte
         except FileNotFoundError as error:
             if store.get_meta_value(db, "version") == version:
                 raise IndexDamaged(error.filename or "a file", "missing", folder) from None
-    raise IndexBusy(folder, 0.0, retry_after(1.0))
+    raise IndexBusy(folder, 0.0, retry_after(1.0), f"compactions kept replacing the files of {folder}")
 
 
 class Reader:
