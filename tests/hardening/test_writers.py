@@ -135,25 +135,41 @@ def test_encoding_holds_no_lock_and_blocks_no_reader(ix: Path) -> None:
         assert index.search(query_vectors=[streamed[4][:2]], k=1)[0][0].id == "s4"
 
 
-def test_writes_in_threads_each_wait_their_turn(ix: Path) -> None:
-    """Threads share one ``Index``; each write opens its own connection and waits for the others' commits."""
+def test_writes_and_reads_in_threads_of_one_index(ix: Path) -> None:
+    """Threads share one ``Index`` (as the server's do): each write opens its own connection and waits for
+    the others' commits, while searches and ``info`` keep answering from the readers' connection."""
     with Index.open(ix) as index:
         version = get_meta(index.db)["version"]
         errors: list[BaseException] = []
+        writing = threading.Event()
+        query = [unit_docs(5, 6, 1)[3][:3]]
 
         def writer(t: int) -> None:
             try:
                 for b in range(4):
                     add(index, f"t{t}-{b}-", 3, seed=100 * t + b)
-            except BaseException as error:  # pragma: no cover - reported below
+            except BaseException as error:  # reported below
                 errors.append(error)
 
-        threads = [threading.Thread(target=writer, args=(t,)) for t in range(4)]
-        for thread in threads:
+        def reader() -> None:
+            try:
+                while writing.is_set():
+                    assert index.search(query_vectors=query, k=1)[0][0].id == "a3"
+                    assert index.info()["documents"] >= 5
+            except BaseException as error:  # reported below
+                errors.append(error)
+
+        writers = [threading.Thread(target=writer, args=(t,)) for t in range(4)]
+        readers = [threading.Thread(target=reader) for _ in range(2)]
+        writing.set()
+        for thread in writers + readers:
             thread.start()
-        for thread in threads:
+        for thread in writers:
             thread.join(120)
-        assert not errors
+        writing.clear()
+        for thread in readers:
+            thread.join(120)
+        assert not errors, errors
         assert len(index) == 5 + 4 * 4 * 3 and index.check() == []
         assert get_meta(index.db)["version"] == version + 16
 

@@ -114,14 +114,11 @@ def apply(write: Write, db: sqlite3.Connection, plan: Plan) -> bool:
 
 
 def drift(db: sqlite3.Connection, folder: Path, dimensions: int, nbits: int) -> dict[str, float]:
-    """How badly new tokens fit the centroids, and how far the index grew past its clustering sample."""
-
-    def read() -> tuple[dict, Codec | None, int]:
-        meta = store.get_meta(db)
-        codec = integrity.load_codec(folder, meta["codec"], dimensions, nbits) if meta["codec"] else None
-        return meta, codec, store.live_tokens(db)
-
-    meta, codec, live = snapshot.consistent(db, folder, read)
+    """How badly new tokens fit the centroids, and how far the index grew past its clustering sample
+    (the caller holds a read transaction: ``snapshot.consistent``)."""
+    meta = store.get_meta(db)
+    codec = integrity.load_codec(folder, meta["codec"], dimensions, nbits) if meta["codec"] else None
+    live = store.live_tokens(db)
     if codec is None:
         return {"residual_ratio": 0.0, "growth": 0.0}
     ratio = meta["drift_mse"] / codec.residual_mse if meta["drift_tokens"] and codec.residual_mse else 0.0

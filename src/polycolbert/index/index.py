@@ -53,6 +53,7 @@ from polycolbert.index.writer import (
 
 NO_MODEL = "none"
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
 
 
 def _translated(method: F) -> F:
@@ -111,7 +112,9 @@ class Index:
         self._model = model
         timeout = P.LOCK_TIMEOUT if lock_timeout is None else lock_timeout
         self._writer = Writer(path, self.dimensions, self.nbits, memory_budget_mb, timeout)
-        self._reader = snapshot.Reader(db, path, self.dimensions, self.nbits, threading.RLock())
+        # One thread at a time runs a read transaction on ``db`` (a second BEGIN on it would fail).
+        self._read_lock = threading.RLock()
+        self._reader = snapshot.Reader(db, path, self.dimensions, self.nbits, self._read_lock)
 
     @property
     def memory_budget_mb(self) -> float:
@@ -224,7 +227,12 @@ class Index:
 
     @_translated
     def _verify_files(self) -> None:
-        snapshot.consistent(self.db, self.path, lambda: integrity.verify_files(self.db, self.path))
+        self._consistent(lambda: integrity.verify_files(self.db, self.path))
+
+    def _consistent(self, read: Callable[[], T]) -> T:
+        """``read()`` in one read transaction on the readers' connection (``snapshot.consistent``)."""
+        with self._read_lock:
+            return snapshot.consistent(self.db, self.path, read)
 
     def close(self) -> None:
         self.db.close()
@@ -329,7 +337,7 @@ class Index:
     @_translated
     def drift(self) -> dict[str, float]:
         """How badly new tokens fit the centroids, and how far the index grew past its clustering sample."""
-        return compaction.drift(self.db, self.path, self.dimensions, self.nbits)
+        return self._consistent(lambda: compaction.drift(self.db, self.path, self.dimensions, self.nbits))
 
     def _maybe_compact(self) -> None:
         """Compact when drift calls for it; a busy index leaves it to a later write (this one landed)."""
@@ -405,7 +413,7 @@ class Index:
             name = store.get_meta_value(self.db, "codec")
             return 0 if name is None else len(self._writer.codec(name).centroids)
 
-        n_centroids = snapshot.consistent(self.db, self.path, centroids)
+        n_centroids = self._consistent(centroids)
         return {
             "path": str(self.path),
             "model": self.model_name,
@@ -428,7 +436,11 @@ class Index:
         the one recorded at its commit, shapes, NaN or infinite values, codes past the centroids, and
         documents <-> segment entries (reads every byte of the index)."""
         try:
-            return snapshot.problems(self.db, self.path, self.dimensions, self.nbits)
+            db = store.connect(self.path, self.lock_timeout)  # its own: the hashing takes a while
+            try:
+                return snapshot.problems(db, self.path, self.dimensions, self.nbits)
+            finally:
+                db.close()
         except sqlite3.Error as error:
             translated = from_sqlite(error, self.path, self.lock_timeout)
             if isinstance(translated, IndexDamaged):
