@@ -41,6 +41,7 @@ from polycolbert.filters import Filter
 from polycolbert.index.codec import Codec
 from polycolbert.index.errors import IndexBusy, IndexDamaged, is_busy, retry_after
 from polycolbert.index.filters import compile_filter
+from polycolbert.index.params import LOCK_TIMEOUT
 
 DB_NAME = "index.sqlite"
 SEGMENTS = "segments"
@@ -69,7 +70,7 @@ STAGED_SCHEMA = """CREATE TABLE rows (local INTEGER PRIMARY KEY, id TEXT NOT NUL
 
 
 # ----------------------------------------------------------------- connection and transactions
-def connect(path: Path, timeout: float = 30.0) -> sqlite3.Connection:
+def connect(path: Path, timeout: float = LOCK_TIMEOUT) -> sqlite3.Connection:
     """A connection that waits up to ``timeout`` seconds for another writer's lock."""
     db = sqlite3.connect(path / DB_NAME, timeout=timeout, isolation_level=None, check_same_thread=False)
     db.execute("PRAGMA journal_mode=WAL")
@@ -89,7 +90,7 @@ def create(db: sqlite3.Connection, **meta: Any) -> None:
     commit(db)
 
 
-def begin_write(db: sqlite3.Connection, folder: Path | None = None, timeout: float = 30.0) -> None:
+def begin_write(db: sqlite3.Connection, folder: Path | None = None, timeout: float = LOCK_TIMEOUT) -> None:
     """Take SQLite's write lock now (other writers wait for it, up to their ``timeout``; readers do not).
 
     Raises ``IndexBusy`` when another writer kept it for the whole ``timeout`` (the connection's)."""
