@@ -11,7 +11,8 @@ sys.path.insert(0, str(Path(__file__).parents[1] / "index"))
 
 from index_helpers import HashEncoder
 
-from polycolbert.backends.registry import BackendRegistry, IndexDamaged, IndexNotFound, NoIndexRoot
+from polycolbert.backends.registry import BackendRegistry, IndexNotFound, NoIndexRoot
+from polycolbert.index.errors import IndexDamaged
 
 
 def test_create_list_reopen_and_close(tmp_path: Path) -> None:
@@ -58,8 +59,8 @@ def test_a_damaged_index_is_reported_beside_the_healthy_ones(tmp_path: Path) -> 
     survey = registry.survey()
     assert [(name, info.documents) for name, info in survey.healthy] == [("good", 1)]
     assert [name for name, _ in survey.damaged] == ["emptied", "truncated"]
-    assert all("is damaged" in why for _, why in survey.damaged), survey.damaged
-    with pytest.raises(IndexDamaged, match="index 'truncated' is damaged"):
+    assert all(why.startswith("damaged: ") and "/" not in why for _, why in survey.damaged), survey.damaged
+    with pytest.raises(IndexDamaged, match=r"index damaged: .*truncated"):
         registry.get("truncated", lambda name: HashEncoder())
     assert registry.get("good", lambda name: HashEncoder()).search(["alpha"], k=1)[0][0].id == "a"
     registry.close()

@@ -120,8 +120,9 @@ def test_a_damaged_index_does_not_hide_the_others(registry: Registry, tmp_path: 
     assert [d["name"] for d in damaged] == ["emptied", "truncated"]
     assert all("damaged" in d["error"] for d in damaged)
     broken = api.get("/v1/indexes/truncated")
-    assert broken.status_code == 500 and broken.json()["code"] == "INDEX_DAMAGED"
-    assert "index 'truncated' is damaged" in broken.json()["detail"]
+    assert broken.status_code == 503 and broken.json()["code"] == "INDEX_DAMAGED"
+    assert "index check" in broken.json()["detail"]
+    assert "the index is damaged" in broken.json()["detail"] and str(tmp_path) not in broken.json()["detail"]
     found = api.post("/v1/indexes/healthy/search", json={"queries": ["Eiffel Tower"], "k": 1})
     assert found.status_code == 200 and found.json()["results"][0][0]["id"] == "a"
     assert api.get("/").status_code == 200  # the playground, whose index list reads data[]

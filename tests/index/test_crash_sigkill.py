@@ -108,3 +108,4 @@ def test_sigkill_mid_add_leaves_last_commit(tmp_path: Path) -> None:
         index.add(["x", "y"], ids=["x", "y"], vectors=list(raw / np.linalg.norm(raw, axis=2, keepdims=True)))
         assert index.check() == []
         assert not [f for f in (path / "segments").iterdir() if f.name.endswith(".tmp")]
+        assert not list((path / "staging").iterdir())  # nor the staging folders of killed writers

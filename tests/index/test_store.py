@@ -68,3 +68,30 @@ def test_token_positions_follow_the_packed_layout() -> None:
     offsets = np.array([0, 2, 5])
     assert store.token_positions(offsets, lengths, np.array([2, 0])).tolist() == [5, 0, 1]
     assert store.token_positions(offsets, lengths, np.array([], np.int64)).tolist() == []
+
+
+def test_staging_folders_of_dead_writers_are_removed_and_live_ones_kept(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    live = store.Staging(tmp_path)
+    live.add_rows([("a", "text", {"k": 1}, "seg-x", 3)])
+    assert live.staged(["a", "b"]) == ["a"]
+    killed = subprocess.run(  # a writer killed mid-way: its folder and lock file stay, unlocked
+        [
+            sys.executable,
+            "-c",
+            "import os, sys; from pathlib import Path; from polycolbert.index import store; "
+            "s = store.Staging(Path(sys.argv[1])); print(s.name, flush=True); os._exit(9)",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    dead = tmp_path / store.STAGING / killed.stdout.strip()
+    assert killed.returncode == 9 and dead.is_dir()
+    store.remove_dead_staging(tmp_path)
+    assert not dead.exists() and not dead.with_name(dead.name + ".lock").exists()
+    assert live.folder.is_dir() and live.staged(["a"]) == ["a"]  # still claimed: kept
+    live.close()
+    assert not list((tmp_path / store.STAGING).iterdir())

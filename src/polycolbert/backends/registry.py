@@ -19,6 +19,7 @@ from typing import Any
 
 from polycolbert.backends import Backend, BackendInfo, create_backend, is_qdrant, open_backend
 from polycolbert.encoding.protocol import TokenEncoder
+from polycolbert.index.errors import IndexBusy, IndexDamaged
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # the whole name (fullmatch), nothing after it
 
@@ -29,10 +30,6 @@ class IndexNotFound(LookupError):
 
 class NoIndexRoot(IndexNotFound):
     """The registry was made without a root, so it holds no index at all."""
-
-
-class IndexDamaged(RuntimeError):
-    """An index is there but cannot be opened or read (a truncated database, a missing file...)."""
 
 
 @dataclass
@@ -93,7 +90,9 @@ class BackendRegistry:
         for name in self.names():
             try:
                 survey.healthy.append((name, self.info(name)))
-            except (IndexDamaged, ValueError) as error:
+            except IndexDamaged as error:  # what is wrong, without the server's file paths
+                survey.damaged.append((name, f"damaged: {error.reason}"))
+            except ValueError as error:
                 survey.damaged.append((name, str(error)))
         return survey
 
@@ -105,10 +104,10 @@ class BackendRegistry:
         """
         try:
             backend = open_backend(self.location(name), **options)
-        except (ValueError, LookupError):
+        except (ValueError, LookupError, IndexBusy, IndexDamaged):
             raise
         except Exception as error:
-            raise IndexDamaged(f"index {name!r} is damaged: {_why(error)}") from None
+            raise _damaged(self.location(name), error) from None
         try:
             result = self._use(name, backend, use)
         except BaseException:
@@ -122,10 +121,10 @@ class BackendRegistry:
     def _use(name: str, backend: Backend, use: Callable[[Backend], Any]) -> Any:
         try:
             return use(backend)
-        except (ValueError, LookupError):
+        except (ValueError, LookupError, IndexBusy, IndexDamaged):
             raise
         except Exception as error:
-            raise IndexDamaged(f"index {name!r} is damaged: {_why(error)}") from None
+            raise _damaged(name, error) from None
 
     def create(self, name: str, model: TokenEncoder, dimensions: int | None, nbits: int) -> Backend:
         backend = create_backend(self.location(name), model=model, dimensions=dimensions, nbits=nbits)
@@ -148,6 +147,11 @@ class BackendRegistry:
         for backend in self.open.values():
             backend.close()
         self.open.clear()
+
+
+def _damaged(location: str, error: BaseException) -> IndexDamaged:
+    """Any other failure to open or use a store means its files (or its server) cannot be read."""
+    return IndexDamaged(location, _why(error))
 
 
 def _why(error: BaseException) -> str:

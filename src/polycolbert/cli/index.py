@@ -262,3 +262,18 @@ def compact(location: Location) -> None:
     with contextlib.closing(open_backend(location)) as backend:
         result = backend.compact()
         print(json.dumps({**result, "documents": backend.info().documents}))
+
+
+@app.command()
+@friendly_errors
+def check(location: Location) -> None:
+    """Verify an embedded index: its database, every file's checksum, shapes, values; exit 1 on problems."""
+    from polycolbert.backends import is_qdrant
+    from polycolbert.index import check_folder
+
+    if is_qdrant(location):
+        raise ValueError("check verifies embedded index folders; Qdrant checks its own collections")
+    problems = check_folder(location)
+    print(json.dumps({"location": location, "healthy": not problems, "problems": problems}))
+    if problems:
+        raise typer.Exit(code=1)

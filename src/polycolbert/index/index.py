@@ -16,32 +16,74 @@
 Memory: writing (``add``, ``add_stream``, ``update``) and ``compact`` hold about ``memory_budget_mb`` MiB of
 token vectors at a time besides the caller's own arrays (chunks of ``chunk_tokens`` tokens, see
 ``params.chunk_tokens``), whatever the index's size; searching memory-maps the segments.
+
+Waiting: writes encode and compact without the write lock and take it only to commit; a commit waits
+at most ``lock_timeout`` seconds (``params.LOCK_TIMEOUT``) for another writer's, then raises
+``IndexBusy`` (with ``retry_after``). Readers never wait for writers. A file that is not what its commit
+recorded raises ``IndexDamaged`` naming it; ``check()`` verifies everything, checksums included.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import sqlite3
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
 from polycolbert.documents import DocumentBatch, SearchHit, check_vectors
 from polycolbert.encoding.protocol import TokenEncoder
 from polycolbert.filters import Filter
-from polycolbert.index import compaction, search, snapshot, store
+from polycolbert.index import compaction, integrity, search, snapshot, store
 from polycolbert.index import params as P
+from polycolbert.index.errors import IndexBusy, IndexDamaged, from_sqlite
 from polycolbert.index.writer import (
+    FORMAT_VERSION,
+    FORMATS,
     Writer,
     check_batch,
     documents,
     stream_documents,
 )
 
-FORMAT_VERSION = 1
 NO_MODEL = "none"
+F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
+
+
+def _translated(method: F) -> F:
+    """SQLite's exceptions as the index's own: ``IndexBusy``, ``IndexDamaged`` (a damaged database)."""
+
+    @functools.wraps(method)
+    def wrapper(self: Index, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.Error as error:
+            translated = from_sqlite(error, self.path, self.lock_timeout)
+            if translated is error:
+                raise
+            raise translated from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _connect(path: Path, lock_timeout: float) -> tuple[sqlite3.Connection, dict[str, Any]]:
+    """A connection to an index folder and its meta, or ``IndexDamaged`` / ``IndexBusy``."""
+    db = None
+    try:
+        db = store.connect(path, lock_timeout)
+        return db, store.get_meta(db)
+    except sqlite3.Error as error:
+        if db is not None:
+            db.close()
+        translated = from_sqlite(error, path, lock_timeout)
+        if translated is error:
+            raise
+        raise translated from None
 
 
 class Index:
@@ -58,17 +100,20 @@ class Index:
         db: sqlite3.Connection,
         model: TokenEncoder | None = None,
         memory_budget_mb: float = P.MEMORY_BUDGET_MB,
+        lock_timeout: float | None = None,
     ):
         self.path = path
-        self.db = db
+        self.db = db  # the readers' connection (each write opens its own)
         meta = store.get_meta(db)
         self.model_name: str = meta["model"]
         self.dimensions: int = int(meta["dimensions"])
         self.nbits: int = int(meta["nbits"])
         self._model = model
-        lock = threading.RLock()
-        self._writer = Writer(db, path, self.dimensions, self.nbits, lock, memory_budget_mb)
-        self._reader = snapshot.Reader(db, path, self.dimensions, self.nbits, lock)
+        timeout = P.LOCK_TIMEOUT if lock_timeout is None else lock_timeout
+        self._writer = Writer(path, self.dimensions, self.nbits, memory_budget_mb, timeout)
+        # One thread at a time runs a read transaction on ``db`` (a second BEGIN on it would fail).
+        self._read_lock = threading.RLock()
+        self._reader = snapshot.Reader(db, path, self.dimensions, self.nbits, self._read_lock)
 
     @property
     def memory_budget_mb(self) -> float:
@@ -84,6 +129,15 @@ class Index:
         """Most tokens per chunk written (one longer document alone may exceed it)."""
         return self._writer.chunk_tokens
 
+    @property
+    def lock_timeout(self) -> float:
+        """Seconds a write waits for another writer's lock before ``IndexBusy`` (``params.LOCK_TIMEOUT``)."""
+        return self._writer.lock_timeout
+
+    @lock_timeout.setter
+    def lock_timeout(self, value: float) -> None:
+        self._writer.lock_timeout = value
+
     # ----------------------------------------------------------------- lifecycle
     @classmethod
     def create(
@@ -93,9 +147,14 @@ class Index:
         dimensions: int | None = None,
         nbits: int = P.NBITS,
         memory_budget_mb: float = P.MEMORY_BUDGET_MB,
+        lock_timeout: float | None = None,
     ) -> Index:
-        """A new empty index; ``model`` is a ColBERT, a model name, or None (vectors supplied by caller)."""
+        """A new empty index; ``model`` is a ColBERT, a model name, or None (vectors supplied by caller).
+
+        ``lock_timeout``: seconds a write waits for another writer (default ``params.LOCK_TIMEOUT``)."""
         path = Path(path)
+        if path.exists() and not path.is_dir():
+            raise ValueError(f"{path} exists and is not a folder; choose a new folder for the index")
         if path.exists() and any(path.iterdir()):
             raise ValueError(f"{path} already exists and is not empty; choose a new folder")
         if nbits not in (1, 2, 4):
@@ -119,6 +178,7 @@ class Index:
                 raise ValueError("an index without a model needs dimensions= (a positive integer)")
         if dimensions * nbits % 8:
             raise ValueError(f"dimensions x nbits must be a multiple of 8; got {dimensions} x {nbits}")
+        P.check_lock_timeout(P.LOCK_TIMEOUT if lock_timeout is None else lock_timeout)
         path.mkdir(parents=True, exist_ok=True)
         db = store.connect(path)
         store.create(
@@ -135,20 +195,43 @@ class Index:
             drift_mse=0.0,
             compactions=0,
         )
-        return cls(path, db, model, memory_budget_mb)
+        return cls(path, db, model, memory_budget_mb, lock_timeout)
 
     @classmethod
     def open(
-        cls, path: str | Path, model: TokenEncoder | None = None, memory_budget_mb: float = P.MEMORY_BUDGET_MB
+        cls,
+        path: str | Path,
+        model: TokenEncoder | None = None,
+        memory_budget_mb: float = P.MEMORY_BUDGET_MB,
+        lock_timeout: float | None = None,
     ) -> Index:
+        """An existing index folder; ``IndexDamaged`` when its database is unreadable or a file its last
+        commit recorded is missing or has another size (cheap: one ``stat`` a file, no reading).
+
+        ``lock_timeout``: seconds a write waits for another writer (default ``params.LOCK_TIMEOUT``)."""
         path = Path(path)
         if not store.exists(path):
             raise FileNotFoundError(f"no index at {path} (create one with `polycolbert index create {path}`)")
-        db = store.connect(path)
-        meta = store.get_meta(db)
-        if meta.get("format") != FORMAT_VERSION:
-            raise ValueError(f"{path}: unsupported index format {meta.get('format')!r}")
-        return cls(path, db, model, memory_budget_mb)
+        timeout = P.check_lock_timeout(P.LOCK_TIMEOUT if lock_timeout is None else lock_timeout)
+        db, meta = _connect(path, timeout)
+        try:
+            if meta.get("format") not in FORMATS or not {"model", "dimensions", "nbits"} <= meta.keys():
+                raise ValueError(f"{path}: unsupported index format {meta.get('format')!r}")
+            index = cls(path, db, model, memory_budget_mb, timeout)
+            index._verify_files()
+        except BaseException:
+            db.close()
+            raise
+        return index
+
+    @_translated
+    def _verify_files(self) -> None:
+        self._consistent(lambda: integrity.verify_files(self.db, self.path))
+
+    def _consistent(self, read: Callable[[], T]) -> T:
+        """``read()`` in one read transaction on the readers' connection (``snapshot.consistent``)."""
+        with self._read_lock:
+            return snapshot.consistent(self.db, self.path, read)
 
     def close(self) -> None:
         self.db.close()
@@ -179,6 +262,7 @@ class Index:
         return vectors
 
     # ----------------------------------------------------------------- writing
+    @_translated
     def add(
         self,
         texts: Sequence[str],
@@ -193,32 +277,37 @@ class Index:
         """
         texts, ids, metadata = check_batch(texts, ids, metadata)
         vectors = self._vectors_for(texts, vectors)
-        with self._writer.transaction() as db:
-            self._writer.write_documents(db, documents(texts, ids, metadata, vectors), self._rebuild)
+        with self._writer.write() as write:
+            write.begin()
+            write.stage_documents(documents(texts, ids, metadata, vectors))
+            write.commit_documents(replace=False, rebuild=compaction.rebuild)
         self._maybe_compact()
         return list(ids)
 
+    @_translated
     def add_stream(self, batches: Iterable[DocumentBatch]) -> int:
         """Insert the documents of many batches in ONE commit (all or none); returns how many were added.
 
         Why: a corpus larger than memory. Documents are grouped into chunks of at most ``chunk_tokens``
-        tokens (from ``memory_budget_mb``); each chunk is written as its own segment inside one SQLite
-        write transaction, so at most about one chunk of vectors is held at a time, and a bad batch (or an
-        id already present, or a crash) anywhere leaves the index exactly at its last commit: the chunks
-        already written become unreferenced files that the next writer deletes. A batch without
-        ``vectors`` is encoded by the index's model when it is reached. Without a codec yet, the chunks
-        stay exact until the stream ends (or ``STREAM_RAW_TOKENS`` have arrived), then one codec is trained
-        on a sample of all of them and they are re-encoded, chunk by chunk.
-        Readers keep seeing the previous commit until this one lands; other writers wait for it.
+        tokens (from ``memory_budget_mb``); each chunk is encoded and written as a segment into a private
+        staging folder WITHOUT the write lock, so at most about one chunk of vectors is held at a time and
+        other writers and readers carry on meanwhile. The lock is taken once, at the end, to commit them
+        all; a bad batch (or an id already present, or a crash) anywhere leaves the index exactly at its
+        last commit. A batch without ``vectors`` is encoded by the index's model when it is reached.
+        Without a codec yet, the chunks stay exact until the stream ends (or ``STREAM_RAW_TOKENS`` have
+        arrived), then one codec is trained on a sample of all of them and they are re-encoded, chunk by
+        chunk. Readers keep seeing the previous commit until this one lands.
         """
-        with self._writer.transaction() as db:
-            docs = stream_documents(db, batches, self._vectors_for)
-            added = self._writer.write_documents(db, docs, self._rebuild)
+        with self._writer.write() as write:
+            write.begin()
+            added = write.stage_documents(stream_documents(write, batches, self._vectors_for))
             if added == 0:
                 raise ValueError("no documents given: the stream had no batches")
+            write.commit_documents(replace=False, rebuild=compaction.rebuild)
         self._maybe_compact()
         return added
 
+    @_translated
     def update(
         self,
         ids: Sequence[str],
@@ -229,35 +318,41 @@ class Index:
         """Replace documents by id in one commit (an unknown id is an error)."""
         texts, ids, metadata = check_batch(texts, ids, metadata)
         vectors = self._vectors_for(texts, vectors)
-        with self._writer.transaction() as db:
-            self._writer.replace_documents(db, documents(texts, ids, metadata, vectors), self._rebuild)
+        with self._writer.write() as write:
+            write.begin()
+            write.refuse_unknown(ids)
+            write.stage_documents(documents(texts, ids, metadata, vectors), new=False)
+            write.commit_documents(replace=True, rebuild=compaction.rebuild)
         self._maybe_compact()
 
+    @_translated
     def delete(self, ids: Sequence[str]) -> int:
         """Remove documents by id; returns how many existed."""
         ids = [str(i) for i in ids]
-        with self._writer.transaction() as db:
+        with self._writer.write() as write, write.locked() as db:
             return store.delete_documents(db, ids)
 
-    def _rebuild(self, db: sqlite3.Connection, ahead: Sequence[np.ndarray]) -> None:
-        compaction.rebuild(self._writer, db, ahead)
-
     # ----------------------------------------------------------------- drift and compaction
+    @_translated
     def drift(self) -> dict[str, float]:
         """How badly new tokens fit the centroids, and how far the index grew past its clustering sample."""
-        return compaction.drift(self.db, self.path)
+        return self._consistent(lambda: compaction.drift(self.db, self.path, self.dimensions, self.nbits))
 
     def _maybe_compact(self) -> None:
+        """Compact when drift calls for it; a busy index leaves it to a later write (this one landed)."""
         if compaction.due(self.drift()):
-            self.compact()
+            with contextlib.suppress(IndexBusy):
+                self.compact()
 
+    @_translated
     def compact(self) -> None:
         """Re-cluster on a sample of the live tokens, re-encode them into segments of at most
         ``chunk_tokens`` tokens (memory bounded by ``memory_budget_mb``), drop dead entries, then the
-        files nothing refers to any more."""
+        files nothing refers to any more. Prepared without the write lock (see ``compaction``)."""
         compaction.compact(self._writer)
 
     # ----------------------------------------------------------------- reading
+    @_translated
     def search(
         self,
         queries: Sequence[str] | None = None,
@@ -282,16 +377,20 @@ class Index:
         return search.search(self.db, current, qs, k, filter, texts, exhaustive)
 
     # ----------------------------------------------------------------- inspection
+    @_translated
     def __len__(self) -> int:
         return store.count_documents(self.db)
 
+    @_translated
     def existing(self, ids: Sequence[str]) -> set[str]:
         """Which of these ids are stored (lets callers refuse a batch before they spend time encoding it)."""
         return set(store.existing_ids(self.db, [str(i) for i in ids]))
 
+    @_translated
     def ids(self) -> list[str]:
         return store.ids(self.db)
 
+    @_translated
     def get_vectors(self, id: str) -> np.ndarray:
         """The decompressed token vectors of one document (what search scores against)."""
         current = self._reader.current()
@@ -301,12 +400,19 @@ class Index:
         entry = np.flatnonzero((current.docs == doc) & current.live)
         return current.decode(current.positions(entry))
 
+    @_translated
     def info(self) -> dict[str, Any]:
         meta = store.get_meta(self.db)
         n_docs, n_tokens = store.document_totals(self.db)
         stored = store.stored_tokens(self.db)
         size = store.disk_bytes(self.path)
-        codec = store.load_codec(self.path, meta["codec"]) if meta["codec"] else None
+        drift = self.drift()
+
+        def centroids() -> int:
+            name = store.get_meta_value(self.db, "codec")
+            return 0 if name is None else len(self._writer.codec(name).centroids)
+
+        n_centroids = self._consistent(centroids)
         return {
             "path": str(self.path),
             "model": self.model_name,
@@ -315,15 +421,39 @@ class Index:
             "documents": n_docs,
             "tokens": n_tokens,
             "stored_tokens": stored,
-            "centroids": len(codec.centroids) if codec else 0,
+            "centroids": n_centroids,
             "bytes_on_disk": size,
             "bytes_per_token": size["total"] / max(stored, 1),
             "vector_bytes_per_token": size["vectors"] / max(stored, 1),
-            "drift": self.drift(),
+            "drift": drift,
             "compactions": meta["compactions"],
             "version": meta["version"],
         }
 
     def check(self) -> list[str]:
-        """Integrity problems (empty list when healthy): database, segment shapes, docs <-> entries."""
-        return snapshot.problems(self.db, self.path, self.dimensions, self.nbits)
+        """Integrity problems (empty list when healthy): SQLite's own check, every file's SHA-256 against
+        the one recorded at its commit, shapes, NaN or infinite values, codes past the centroids, and
+        documents <-> segment entries (reads every byte of the index)."""
+        try:
+            db = store.connect(self.path, self.lock_timeout)  # its own: the hashing takes a while
+            try:
+                return snapshot.problems(db, self.path, self.dimensions, self.nbits)
+            finally:
+                db.close()
+        except sqlite3.Error as error:
+            translated = from_sqlite(error, self.path, self.lock_timeout)
+            if isinstance(translated, IndexDamaged):
+                return [translated.problem]
+            if translated is error:
+                raise
+            raise translated from None
+
+
+def check_folder(path: str | Path) -> list[str]:
+    """``Index.check`` for the index at ``path``, or the problem that keeps it from opening at all."""
+    try:
+        index = Index.open(path)
+    except IndexDamaged as damage:
+        return [damage.problem]
+    with index:
+        return index.check()

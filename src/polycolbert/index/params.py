@@ -30,6 +30,11 @@ STREAM_RAW_TOKENS = 4_000_000
 DRIFT_THRESHOLD = 1.25
 GROWTH_THRESHOLD = 8.0
 
+# Seconds a write waits for another writer's commit before ``IndexBusy`` (``lock_timeout``). Writes hold
+# the lock only to commit (encoding and compaction happen before it), so a wait this long means another
+# process is stuck or committing a very large stream.
+LOCK_TIMEOUT = 30.0
+
 # Streaming builds and compaction (``Index.add_stream``, ``Index.compact``) work through the token
 # vectors in chunks so that memory is bounded by this budget (MiB, ``memory_budget_mb``), not by the corpus.
 MEMORY_BUDGET_MB = 1024
@@ -53,6 +58,13 @@ def chunk_tokens(memory_budget_mb: float, dimensions: int) -> int:
     if isinstance(memory_budget_mb, bool) or not memory_budget_mb > 0:
         raise ValueError(f"memory budget must be a positive number of MiB; got {memory_budget_mb!r}")
     return max(1, int(memory_budget_mb * 2**20) // (CHUNK_COPIES * 4 * dimensions))
+
+
+def check_lock_timeout(seconds: float) -> float:
+    """A lock timeout as float seconds (zero: do not wait), or a ValueError that says what is wrong."""
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 <= seconds < float("inf"):
+        raise ValueError(f"lock_timeout must be a number of seconds >= 0; got {seconds!r}")
+    return float(seconds)
 
 
 def codec_sample_tokens(chunk: int) -> int:

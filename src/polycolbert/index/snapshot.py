@@ -13,16 +13,18 @@ from __future__ import annotations
 import functools
 import sqlite3
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
-from polycolbert.index import store
+from polycolbert.index import integrity, store
 from polycolbert.index.codec import Codec
+from polycolbert.index.errors import IndexBusy, IndexDamaged, retry_after
 from polycolbert.index.ivf import InvertedFile
-from polycolbert.index.store import RAW, Segment, token_positions
+from polycolbert.index.store import RAW, SEGMENTS, Segment, token_positions
 
 
 @dataclass(frozen=True)
@@ -87,14 +89,28 @@ class Snapshot:
 
 
 def read(db: sqlite3.Connection, folder: Path, dimensions: int, nbits: int) -> Snapshot:
-    """The committed state, without its inverted file (the caller holds a read transaction).
+    """The committed state, verified cheaply (``integrity``), without its inverted file (the caller
+    holds a read transaction: see ``consistent``).
 
-    Raises ``FileNotFoundError`` when a compaction deleted a segment between the caller's snapshot and
-    this read of its files.
+    Raises ``FileNotFoundError`` when a file the commit refers to is absent (a compaction may have
+    deleted it since the caller's snapshot began) and ``IndexDamaged`` when a file is not what its
+    commit recorded.
     """
     meta = store.get_meta(db)
-    segs = [Segment.load(folder, name, raw=codec == RAW) for name, codec in store.segments(db)]
-    raw = meta["codec"] is None
+    recorded = store.recorded_files(db)
+    codec = None
+    if meta["codec"] is not None:
+        integrity.verify_sizes(folder, store.codec_files(folder, meta["codec"]), recorded)
+        codec = integrity.load_codec(folder, meta["codec"], dimensions, nbits)
+    segs = []
+    for name, column, n_docs, n_tokens in store.segment_rows(db):
+        if column != (meta["codec"] or RAW):
+            problem = f"encoded by {column}; the index's codec is {meta['codec'] or 'none (raw)'}"
+            raise IndexDamaged(folder / SEGMENTS / f"{name}.*.npy", problem, folder)
+        integrity.verify_sizes(folder, store.segment_files(name, column), recorded)
+        seg = Segment.load(folder / SEGMENTS, name, raw=column == RAW)
+        integrity.verify_segment(folder, seg, n_docs, n_tokens, codec, dimensions, nbits)
+        segs.append(seg)
     rows = store.numbered_ids(db)
     live_docs = np.array([r[0] for r in rows], dtype=np.int64)
     live_ids = np.array([r[1] for r in rows] or [""], dtype=str)
@@ -107,13 +123,12 @@ def read(db: sqlite3.Connection, folder: Path, dimensions: int, nbits: int) -> S
     docs = cat("docs", np.int64)
     lengths = cat("lengths", np.int64)
     width = dimensions * nbits // 8
-    codec = None if raw else store.load_codec(folder, meta["codec"])
-    if raw:
+    if codec is None:
         vectors = cat("vectors", np.float16).reshape(-1, dimensions)
         codes, residuals = np.zeros(0, np.uint16), np.zeros((0, width), np.uint8)
     else:
         vectors = np.zeros((0, dimensions), np.float16)
-        codes = cat("codes", codec.code_dtype if codec else np.uint16)
+        codes = cat("codes", codec.code_dtype)
         residuals = (
             np.concatenate([np.asarray(s.residuals) for s in segs])
             if segs
@@ -124,6 +139,27 @@ def read(db: sqlite3.Connection, folder: Path, dimensions: int, nbits: int) -> S
     where = np.clip(np.searchsorted(live_docs, docs), 0, max(len(live_docs) - 1, 0))
     ids = np.where(live, live_ids[where], "") if len(live_docs) else np.full(len(docs), "")
     return Snapshot(meta["version"], codec, docs, ids, live, lengths, offsets, codes, residuals, vectors)
+
+
+T = TypeVar("T")
+
+
+def consistent(db: sqlite3.Connection, folder: Path, read: Callable[[], T], attempts: int = 5) -> T:
+    """``read()`` inside one read transaction, again when a compaction deleted a file it needed meanwhile.
+
+    A file the LATEST commit refers to is never deleted (garbage is collected only after the commit that
+    dropped it), so a file missing while the committed version stands still is damage: ``IndexDamaged``.
+    """
+    for _ in range(attempts):
+        version = None
+        try:
+            with store.read_transaction(db):
+                version = store.get_meta_value(db, "version")
+                return read()
+        except FileNotFoundError as error:
+            if store.get_meta_value(db, "version") == version:
+                raise IndexDamaged(error.filename or "a file", "missing", folder) from None
+    raise IndexBusy(folder, 0.0, retry_after(1.0), f"compactions kept replacing the files of {folder}")
 
 
 class Reader:
@@ -142,38 +178,40 @@ class Reader:
             version = store.get_meta_value(self.db, "version")
             snapshot = self._snapshot
             if snapshot is None or version != self._version:
-                for _ in range(5):  # a compaction may delete files between our read and our load
-                    try:
-                        with store.read_transaction(self.db):
-                            loaded = read(self.db, self.folder, self.dimensions, self.nbits)
-                        break
-                    except FileNotFoundError:
-                        continue
-                else:
-                    raise RuntimeError(f"{self.folder}: segments keep disappearing; is a compaction looping?")
+                loaded = consistent(
+                    self.db, self.folder, lambda: read(self.db, self.folder, self.dimensions, self.nbits)
+                )
                 snapshot = self._snapshot = loaded.with_ivf()
                 self._version = loaded.version
             return snapshot
 
 
 def problems(db: sqlite3.Connection, folder: Path, dimensions: int, nbits: int) -> list[str]:
-    """Integrity problems (empty list when healthy): database, segment shapes, docs <-> entries."""
-    found: list[str] = []
-    if not store.integrity_ok(db):
-        found.append("SQLite integrity_check failed")
+    """Integrity problems (empty list when healthy): SQLite's own check, every file's checksum, the cheap
+    checks of ``read``, and documents <-> segment entries."""
+    found = [f"{folder / store.DB_NAME}: {p}" for p in store.integrity_problems(db)]
     with store.read_transaction(db):
+        referenced = store.referenced_files(db, folder)
+        recorded = store.recorded_files(db)
         try:
-            snapshot = read(db, folder, dimensions, nbits)
-        except (FileNotFoundError, ValueError) as exc:
-            return [*found, f"segment unreadable: {exc}"]
+            snapshot: Snapshot | None = read(db, folder, dimensions, nbits)
+        except IndexDamaged as damage:
+            found.append(damage.problem)
+            snapshot = None
+        except FileNotFoundError:
+            snapshot = None  # named by the checksum pass below
         rows = store.token_counts(db)
         n_fts = store.count_full_text(db)
-    codec = snapshot.codec
+    sums = integrity.checksum_problems(folder, referenced, recorded)
+    if any(p.endswith(": missing") for p in sums):  # a compaction may have replaced them meanwhile
+        still = store.referenced_files(db, folder)
+        sums = [p for p in sums if not p.endswith(": missing") or Path(p[: -len(": missing")]).name in still]
+    found += sums
+    if snapshot is None:
+        return found or ["segments unreadable; run check() again"]
     stored = len(snapshot.vectors) if snapshot.raw else len(snapshot.codes)
     if stored != int(snapshot.lengths.sum()) or (not snapshot.raw and len(snapshot.residuals) != stored):
         found.append("segment arrays disagree on the token count")
-    if codec is not None and len(snapshot.codes) and int(snapshot.codes.max()) >= len(codec.centroids):
-        found.append("a code points past the centroids")
     live = snapshot.docs[snapshot.live]
     if len(np.unique(live)) != len(live) or set(live.tolist()) != set(rows):
         found.append("documents and segment entries do not match one to one")

@@ -4,12 +4,17 @@ This module is the only one that speaks SQL or names files: the schema, every st
 function the other stages call), the transactions, and the atomic array writes. The other modules
 never see a table or a path inside the folder.
 
-Atomic commits: a writer takes SQLite's write lock, writes its new segment files under fresh names and
-fsyncs them, then records the segments and their documents in ONE SQLite transaction (a streamed add
-writes many segments before that one commit). A process killed before the commit leaves only
-unreferenced files (removed by the next writer); killed after, everything
-is durable (WAL, ``synchronous=FULL``). Readers see SQLite snapshots, and segment files are never
-modified in place, so a reader keeps working while a writer commits.
+Atomic commits: a writer prepares its segment files (fsynced) and document rows in a private staging
+folder WITHOUT the write lock (``Staging``; encoding is the slow part), then takes SQLite's write lock,
+moves the files into ``segments/`` and records the segments, their documents and every file's size and
+SHA-256 in ONE SQLite transaction. A process killed before the commit leaves only unreferenced files
+and a dead staging folder (both removed by the next writer); killed after, everything is durable (WAL,
+``synchronous=FULL``). Readers see SQLite snapshots, and segment files are never modified in place, so
+a reader keeps working while a writer commits.
+
+Waiting: a writer waits at most ``lock_timeout`` seconds for the write lock, then ``IndexBusy``.
+Staging folders are claimed with ``flock`` on a lock file, so a writer can tell a live writer's folder
+(locked) from a killed one's (the kernel released the lock).
 
 Tombstones: a segment entry whose document number is no longer in ``docs`` is dead; deleting or updating
 removes the row (and its FTS5 entry) in the same transaction, so deleted documents never come back.
@@ -18,8 +23,11 @@ removes the row (and its FTS5 entry) in the same transaction, so deleted documen
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import hashlib
 import json
 import os
+import shutil
 import sqlite3
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
@@ -31,16 +39,23 @@ import numpy as np
 
 from polycolbert.filters import Filter
 from polycolbert.index.codec import Codec
+from polycolbert.index.errors import IndexBusy, IndexDamaged, is_busy, retry_after
 from polycolbert.index.filters import compile_filter
+from polycolbert.index.params import LOCK_TIMEOUT
 
 DB_NAME = "index.sqlite"
 SEGMENTS = "segments"
+STAGING = "staging"
 ARRAYS = ("docs", "lengths", "codes", "residuals")
 RAW_ARRAYS = ("docs", "lengths", "vectors")
 RAW = "raw"  # the codec column of a raw segment
 IN_BATCH = 500  # ids per ``IN (...)`` list (SQLite caps the parameters of one statement)
 
-SCHEMA = """
+FILES_SCHEMA = """CREATE TABLE IF NOT EXISTS files (name TEXT PRIMARY KEY, owner TEXT NOT NULL,
+    bytes INTEGER NOT NULL, sha256 TEXT NOT NULL);
+"""
+SCHEMA = (
+    """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS segments (name TEXT PRIMARY KEY, codec TEXT NOT NULL, n_docs INTEGER NOT NULL,
     n_tokens INTEGER NOT NULL);
@@ -48,11 +63,16 @@ CREATE TABLE IF NOT EXISTS docs (doc INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQU
     metadata TEXT NOT NULL, segment TEXT NOT NULL, n_tokens INTEGER NOT NULL);
 CREATE VIRTUAL TABLE IF NOT EXISTS fts USING fts5(text);
 """
+    + FILES_SCHEMA
+)
+STAGED_SCHEMA = """CREATE TABLE rows (local INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, text TEXT,
+    metadata TEXT NOT NULL, segment TEXT NOT NULL, n_tokens INTEGER NOT NULL)"""
 
 
 # ----------------------------------------------------------------- connection and transactions
-def connect(path: Path) -> sqlite3.Connection:
-    db = sqlite3.connect(path / DB_NAME, timeout=60.0, isolation_level=None, check_same_thread=False)
+def connect(path: Path, timeout: float = LOCK_TIMEOUT) -> sqlite3.Connection:
+    """A connection that waits up to ``timeout`` seconds for another writer's lock."""
+    db = sqlite3.connect(path / DB_NAME, timeout=timeout, isolation_level=None, check_same_thread=False)
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=FULL")
     return db
@@ -70,9 +90,16 @@ def create(db: sqlite3.Connection, **meta: Any) -> None:
     commit(db)
 
 
-def begin_write(db: sqlite3.Connection) -> None:
-    """Take SQLite's write lock now (other writers wait for it; readers do not)."""
-    db.execute("BEGIN IMMEDIATE")
+def begin_write(db: sqlite3.Connection, folder: Path | None = None, timeout: float = LOCK_TIMEOUT) -> None:
+    """Take SQLite's write lock now (other writers wait for it, up to their ``timeout``; readers do not).
+
+    Raises ``IndexBusy`` when another writer kept it for the whole ``timeout`` (the connection's)."""
+    try:
+        db.execute("BEGIN IMMEDIATE")
+    except sqlite3.OperationalError as error:
+        if is_busy(error):
+            raise IndexBusy(folder or "the index", timeout, retry_after(timeout)) from None
+        raise
 
 
 def commit(db: sqlite3.Connection) -> None:
@@ -93,8 +120,10 @@ def read_transaction(db: sqlite3.Connection) -> Iterator[None]:
         db.execute("COMMIT")
 
 
-def integrity_ok(db: sqlite3.Connection) -> bool:
-    return bool(db.execute("PRAGMA integrity_check").fetchone()[0] == "ok")
+def integrity_problems(db: sqlite3.Connection) -> list[str]:
+    """What SQLite's own ``integrity_check`` finds (empty when the database file is sound)."""
+    rows = [str(r[0]) for r in db.execute("PRAGMA integrity_check(20)")]
+    return [] if rows == ["ok"] else rows
 
 
 # ----------------------------------------------------------------- meta
@@ -120,6 +149,11 @@ def segments(db: sqlite3.Connection) -> list[tuple[str, str]]:
     return db.execute("SELECT name, codec FROM segments ORDER BY rowid").fetchall()
 
 
+def segment_rows(db: sqlite3.Connection) -> list[tuple[str, str, int, int]]:
+    """(name, codec column, documents, tokens) of every recorded segment, in the order they were written."""
+    return db.execute("SELECT name, codec, n_docs, n_tokens FROM segments ORDER BY rowid").fetchall()
+
+
 def segment_names(db: sqlite3.Connection) -> set[str]:
     return {r[0] for r in db.execute("SELECT name FROM segments")}
 
@@ -128,9 +162,12 @@ def insert_segment(db: sqlite3.Connection, name: str, codec_column: str, n_docs:
     db.execute("INSERT INTO segments VALUES (?, ?, ?, ?)", (name, codec_column, n_docs, n_tokens))
 
 
-def delete_segments(db: sqlite3.Connection) -> None:
-    """Forget every segment (their files stay until no commit refers to them)."""
-    db.execute("DELETE FROM segments")
+def delete_segments(db: sqlite3.Connection, names: Iterable[str] | None = None) -> None:
+    """Forget these segments, or every one (their files stay until no commit refers to them)."""
+    if names is None:
+        db.execute("DELETE FROM segments")
+    else:
+        db.executemany("DELETE FROM segments WHERE name = ?", ((name,) for name in names))
 
 
 def stored_tokens(db: sqlite3.Connection) -> int:
@@ -183,6 +220,29 @@ def existing_ids(db: sqlite3.Connection, ids: list[str]) -> list[str]:
         rows = db.execute(f"SELECT id FROM docs WHERE id IN ({','.join('?' * len(part))})", part)
         found += [r[0] for r in rows]
     return found
+
+
+def numbered_ids_of(db: sqlite3.Connection, ids: list[str]) -> list[tuple[str, int]]:
+    """(id, document number) of those of these ids that are stored."""
+    found: list[tuple[str, int]] = []
+    for start in range(0, len(ids), IN_BATCH):
+        part = ids[start : start + IN_BATCH]
+        marks = ",".join("?" * len(part))
+        found += db.execute(f"SELECT id, doc FROM docs WHERE id IN ({marks})", part).fetchall()
+    return found
+
+
+def tokens_of(db: sqlite3.Connection, docs: list[int]) -> int:
+    """Tokens of these stored document numbers."""
+    total = 0
+    for start in range(0, len(docs), IN_BATCH):
+        part = docs[start : start + IN_BATCH]
+        marks = ",".join("?" * len(part))
+        row = db.execute(
+            f"SELECT COALESCE(SUM(n_tokens), 0) FROM docs WHERE doc IN ({marks})", part
+        ).fetchone()
+        total += int(row[0])
+    return total
 
 
 def ids(db: sqlite3.Connection) -> list[str]:
@@ -252,7 +312,76 @@ def documents(db: sqlite3.Connection, docs: list[int]) -> dict[int, tuple[str, s
     return {doc: (id_, text, json.loads(meta)) for doc, id_, text, meta in rows}
 
 
-# ----------------------------------------------------------------- files
+# ----------------------------------------------------------------- staged documents (at commit)
+def attach_staging(db: sqlite3.Connection, staging: Staging) -> None:
+    """Make a staging folder's rows readable as ``stage.rows`` (before the write transaction begins)."""
+    db.execute("ATTACH DATABASE ? AS stage", (str(staging.rows_path),))
+
+
+def detach_staging(db: sqlite3.Connection) -> None:
+    with contextlib.suppress(sqlite3.Error):
+        db.execute("DETACH DATABASE stage")
+
+
+def staged_ids_stored(db: sqlite3.Connection, limit: int = 10) -> list[str]:
+    """Staged ids that the index already stores (at most ``limit``)."""
+    rows = db.execute(
+        "SELECT id FROM stage.rows WHERE id IN (SELECT id FROM main.docs) ORDER BY local LIMIT ?", (limit,)
+    )
+    return [r[0] for r in rows]
+
+
+def staged_ids_unknown(db: sqlite3.Connection, limit: int = 10) -> list[str]:
+    """Staged ids that the index does not store (at most ``limit``)."""
+    rows = db.execute(
+        "SELECT id FROM stage.rows WHERE id NOT IN (SELECT id FROM main.docs) ORDER BY local LIMIT ?",
+        (limit,),
+    )
+    return [r[0] for r in rows]
+
+
+def delete_staged_ids(db: sqlite3.Connection) -> None:
+    """Remove the stored documents (and their full-text entries) whose ids are staged (an update)."""
+    db.execute(
+        "DELETE FROM fts WHERE rowid IN (SELECT doc FROM docs WHERE id IN (SELECT id FROM stage.rows))"
+    )
+    db.execute("DELETE FROM docs WHERE id IN (SELECT id FROM stage.rows)")
+
+
+def insert_staged_documents(db: sqlite3.Connection, first: int) -> int:
+    """Store the staged rows as documents ``first + local`` (and their full-text entries); how many."""
+    db.execute(
+        "INSERT INTO main.docs SELECT local + ?, id, text, metadata, segment, n_tokens FROM stage.rows "
+        "ORDER BY local",
+        (first,),
+    )
+    db.execute(
+        "INSERT INTO main.fts (rowid, text) SELECT local + ?, text FROM stage.rows ORDER BY local", (first,)
+    )
+    return int(db.execute("SELECT COUNT(*) FROM stage.rows").fetchone()[0])
+
+
+# ----------------------------------------------------------------- files and their checksums
+class FileSum(NamedTuple):
+    """A file's size in bytes and SHA-256 (hex), as recorded at the commit that made it referenced."""
+
+    bytes: int
+    sha256: str
+
+
+class _Hashing:
+    """A write-only file object that hashes and counts what passes through it (``np.save`` target)."""
+
+    def __init__(self, handle: Any):
+        self.handle, self.hash, self.size = handle, hashlib.sha256(), 0
+
+    def write(self, data: Any) -> int:
+        view = memoryview(data).cast("B")
+        self.hash.update(view)
+        self.size += len(view)
+        return int(self.handle.write(view))
+
+
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -261,30 +390,115 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def write_arrays(folder: Path, prefix: str, arrays: dict[str, np.ndarray]) -> None:
-    """Write each array durably under its final name (temporary name, fsync, rename, fsync folder)."""
+def write_arrays(folder: Path, prefix: str, arrays: dict[str, np.ndarray]) -> dict[str, FileSum]:
+    """Write each array durably under its final name (temporary name, fsync, rename, fsync folder);
+    returns each file's name and checksum."""
     folder.mkdir(parents=True, exist_ok=True)
+    sums = {}
     for key, value in arrays.items():
         final = folder / f"{prefix}.{key}.npy"
         tmp = folder / f".{prefix}.{key}.npy.tmp"
         with open(tmp, "wb") as handle:
-            np.save(handle, np.asarray(value, order="C"))
+            hashing = _Hashing(handle)
+            np.save(hashing, np.asarray(value, order="C"))  # type: ignore[arg-type]
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, final)
+        sums[final.name] = FileSum(hashing.size, hashing.hash.hexdigest())
     _fsync_dir(folder)
+    return sums
+
+
+def hash_file(path: Path) -> FileSum:
+    digest = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+            size += len(block)
+    return FileSum(size, digest.hexdigest())
+
+
+def load_array(path: Path, mmap: bool = True) -> np.ndarray:
+    """One ``.npy`` file (memory-mapped); FileNotFoundError when absent, IndexDamaged when unreadable."""
+    try:
+        return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except FileNotFoundError:
+        raise
+    except (OSError, ValueError, EOFError) as error:
+        raise IndexDamaged(path, f"unreadable ({error})", path.parent.parent) from None
+
+
+def segment_files(name: str, column: str) -> list[str]:
+    """The file names of one segment (``column``: its codec, or ``RAW``)."""
+    return [f"{name}.{key}.npy" for key in (RAW_ARRAYS if column == RAW else ARRAYS)]
+
+
+def codec_files(folder: Path, name: str) -> list[str]:
+    """The file names of one stored codec (either generation of the format: whatever was written)."""
+    return sorted(p.name for p in (folder / SEGMENTS).glob(f"{name}.*.npy"))
+
+
+def referenced_files(db: sqlite3.Connection, folder: Path) -> dict[str, str]:
+    """Every file the committed state refers to, with its owner (segment or codec name)."""
+    out = {file: name for name, column in segments(db) for file in segment_files(name, column)}
+    codec = get_meta(db).get("codec")
+    if codec:
+        out.update({file: codec for file in codec_files(folder, codec)})
+    return out
+
+
+def has_files_table(db: sqlite3.Connection) -> bool:
+    row = db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'files'").fetchone()
+    return row is not None
+
+
+def ensure_files_table(db: sqlite3.Connection) -> None:
+    """The checksum table (indexes written before format 2 lack it); inside the caller's transaction."""
+    db.execute(FILES_SCHEMA)
+
+
+def recorded_files(db: sqlite3.Connection) -> dict[str, FileSum]:
+    """Each recorded file's size and checksum (none for an index written before checksums)."""
+    if not has_files_table(db):
+        return {}
+    rows = db.execute("SELECT name, bytes, sha256 FROM files")
+    return {name: FileSum(size, sha) for name, size, sha in rows}
+
+
+def record_files(db: sqlite3.Connection, owner: str, sums: dict[str, FileSum]) -> None:
+    db.executemany(
+        "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?)",
+        [(name, owner, s.bytes, s.sha256) for name, s in sums.items()],
+    )
+
+
+def forget_files(db: sqlite3.Connection, keep_owners: set[str]) -> None:
+    """Drop the checksums of files whose owner the state being committed no longer refers to."""
+    owners = {r[0] for r in db.execute("SELECT DISTINCT owner FROM files")}
+    db.executemany("DELETE FROM files WHERE owner = ?", ((o,) for o in owners - keep_owners))
 
 
 def new_name(kind: str) -> str:
     return f"{kind}-{uuid.uuid4().hex[:16]}"
 
 
-def write_codec(folder: Path, name: str, codec: Codec) -> None:
-    write_arrays(folder / SEGMENTS, name, codec.arrays())
+def write_codec(folder: Path, name: str, codec: Codec) -> dict[str, FileSum]:
+    """Write a codec's arrays into ``folder`` (the segments folder or a staging folder)."""
+    return write_arrays(folder, name, codec.arrays())
 
 
 def load_codec(folder: Path, name: str) -> Codec:
-    return Codec.load(folder / SEGMENTS, name)
+    """The committed codec ``name``: ``FileNotFoundError`` when absent (a compaction may have removed it
+    since the caller's snapshot began), ``IndexDamaged`` when unreadable."""
+    centroids = folder / SEGMENTS / f"{name}.centroids.npy"
+    if not centroids.exists():
+        raise FileNotFoundError(2, "No such file or directory", str(centroids))
+    try:
+        return Codec.load(folder / SEGMENTS, name)
+    except (OSError, ValueError, KeyError, EOFError) as error:
+        where = folder / SEGMENTS / f"{name}.*.npy"
+        raise IndexDamaged(where, f"unreadable codec ({error})", folder) from None
 
 
 @dataclass
@@ -308,13 +522,13 @@ class Segment:
 
     @classmethod
     def load(cls, folder: Path, name: str, raw: bool = False) -> Segment:
+        """Memory-map the segment's files in ``folder`` (the segments folder or a staging folder)."""
         keys = RAW_ARRAYS if raw else ARRAYS
-        arrays = {key: np.load(folder / SEGMENTS / f"{name}.{key}.npy", mmap_mode="r") for key in keys}
-        return cls(name, **arrays)
+        return cls(name, **{key: load_array(folder / f"{name}.{key}.npy") for key in keys})
 
-    def write(self, folder: Path) -> None:
+    def write(self, folder: Path) -> dict[str, FileSum]:
         keys = RAW_ARRAYS if self.raw else ARRAYS
-        write_arrays(folder / SEGMENTS, self.name, {key: getattr(self, key) for key in keys})
+        return write_arrays(folder, self.name, {key: getattr(self, key) for key in keys})
 
 
 def token_positions(offsets: np.ndarray, lengths: np.ndarray, entries: np.ndarray) -> np.ndarray:
@@ -327,15 +541,120 @@ def token_positions(offsets: np.ndarray, lengths: np.ndarray, entries: np.ndarra
     return shift + np.arange(total, dtype=np.int64)
 
 
-def remove_unreferenced(folder: Path, referenced: set[str]) -> None:
-    """Delete files no committed state refers to (left by a killed writer or a finished compaction)."""
-    seg_dir = folder / SEGMENTS
-    if not seg_dir.exists():
+# ----------------------------------------------------------------- staging (a write's private folder)
+class Staging:
+    """A private folder in which one write prepares segment files and document rows without the lock.
+
+    Claimed by an exclusive ``flock`` on ``staging/<name>.lock`` for as long as the write runs; the rows
+    wait in a small SQLite file of their own (numbered from 0 in arrival order, so memory stays bounded
+    however long the stream), to be copied into the index in the commit.
+    """
+
+    def __init__(self, index_folder: Path):
+        root = index_folder / STAGING
+        root.mkdir(exist_ok=True)
+        self.name, self._lock = _claim(root)
+        self.folder = root / self.name
+        self.folder.mkdir()
+        self.rows_path = self.folder / "rows.sqlite"
+        self._rows = sqlite3.connect(self.rows_path, isolation_level=None, check_same_thread=False)
+        self._rows.execute("PRAGMA journal_mode=OFF")
+        self._rows.execute("PRAGMA synchronous=OFF")
+        self._rows.execute(STAGED_SCHEMA)
+        self.count = 0  # rows staged
+
+    def add_rows(self, rows: Sequence[tuple[str, str, dict[str, Any], str, int]]) -> int:
+        """Stage (id, text, metadata, segment, tokens) rows; returns the local number of the first."""
+        first = self.count
+        self._rows.execute("BEGIN")
+        self._rows.executemany(
+            "INSERT INTO rows VALUES (?, ?, ?, ?, ?, ?)",
+            [(first + i, id_, t, json.dumps(m), seg, n) for i, (id_, t, m, seg, n) in enumerate(rows)],
+        )
+        self._rows.execute("COMMIT")
+        self.count += len(rows)
+        return first
+
+    def staged(self, ids: list[str]) -> list[str]:
+        """Which of these ids are staged already."""
+        found: list[str] = []
+        for start in range(0, len(ids), IN_BATCH):
+            part = ids[start : start + IN_BATCH]
+            rows = self._rows.execute(f"SELECT id FROM rows WHERE id IN ({','.join('?' * len(part))})", part)
+            found += [r[0] for r in rows]
+        return found
+
+    def move_rows(self, segment: str, first: int, stop: int) -> None:
+        """Record that staged rows ``first..stop-1`` now live in ``segment`` (a re-encoding rewrote them)."""
+        self._rows.execute(
+            "UPDATE rows SET segment = ? WHERE local >= ? AND local < ?", (segment, first, stop)
+        )
+
+    def publish(self, names: Iterable[str], segments_folder: Path) -> None:
+        """Move these staged files into the segments folder (under the write lock, before the commit)."""
+        segments_folder.mkdir(exist_ok=True)
+        for name in names:
+            os.replace(self.folder / name, segments_folder / name)
+        _fsync_dir(segments_folder)
+
+    def close(self) -> None:
+        """Delete the folder and release the claim."""
+        with contextlib.suppress(sqlite3.Error):
+            self._rows.close()
+        shutil.rmtree(self.folder, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            (self.folder.parent / f"{self.name}.lock").unlink()
+        os.close(self._lock)
+
+
+def _claim(root: Path) -> tuple[str, int]:
+    """A fresh name under ``root`` and the open, exclusively locked descriptor of its lock file."""
+    while True:
+        name = new_name("write")
+        path = root / f"{name}.lock"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        with contextlib.suppress(FileNotFoundError):
+            if os.stat(path).st_ino == os.fstat(fd).st_ino:  # not unlinked by a cleaner meanwhile
+                return name, fd
+        os.close(fd)
+
+
+def remove_dead_staging(folder: Path) -> None:
+    """Delete the staging folders of writers that died (their lock file is no longer locked)."""
+    root = folder / STAGING
+    if not root.is_dir():
         return
-    for file in seg_dir.iterdir():
-        name = file.name.lstrip(".").split(".")[0]
-        if name not in referenced:
-            file.unlink(missing_ok=True)
+    for lock in root.glob("*.lock"):
+        try:
+            fd = os.open(lock, os.O_RDWR)
+        except FileNotFoundError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            continue
+        try:
+            if os.stat(lock).st_ino == os.fstat(fd).st_ino:
+                shutil.rmtree(root / lock.name[: -len(".lock")], ignore_errors=True)
+                lock.unlink()
+        except FileNotFoundError:
+            pass
+        finally:
+            os.close(fd)
+
+
+def remove_unreferenced(folder: Path, referenced: set[str]) -> None:
+    """Delete files no committed state refers to (left by a killed writer or a finished compaction), and
+    the staging folders of killed writers."""
+    seg_dir = folder / SEGMENTS
+    if seg_dir.exists():
+        for file in seg_dir.iterdir():
+            name = file.name.lstrip(".").split(".")[0]
+            if name not in referenced:
+                file.unlink(missing_ok=True)
+    remove_dead_staging(folder)
 
 
 def disk_bytes(folder: Path) -> dict[str, int]:

@@ -14,6 +14,7 @@ same per-request token cap (``server/admission.py``), and hand the store vectors
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -21,9 +22,10 @@ from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
 from polycolbert.backends import Backend
-from polycolbert.backends.registry import BackendRegistry, IndexDamaged, IndexNotFound, NoIndexRoot
+from polycolbert.backends.registry import BackendRegistry, IndexNotFound, NoIndexRoot
 from polycolbert.encoding.encoder import InputType
 from polycolbert.filters import validate_filter
+from polycolbert.index.errors import IndexBusy, IndexDamaged
 from polycolbert.server.admission import encode, tokenize
 from polycolbert.server.body import read_request
 from polycolbert.server.errors import APIError
@@ -47,8 +49,20 @@ def _checked(call: Any, *args: Any, **kwargs: Any) -> Any:
         raise APIError(404, "RESOURCE_NOT_FOUND", NO_ROOT) from None
     except IndexNotFound as error:
         raise APIError(404, "RESOURCE_NOT_FOUND", str(error)) from None
-    except IndexDamaged as error:
-        raise APIError(500, "INDEX_DAMAGED", str(error)) from None
+    except IndexBusy as error:
+        retry = str(math.ceil(error.retry_after))
+        raise APIError(
+            503,
+            "INDEX_BUSY",
+            f"the index is busy with another write; retry in {retry} s",
+            {"Retry-After": retry},
+        ) from None
+    except IndexDamaged as error:  # the reason, not the server's file paths
+        raise APIError(
+            503,
+            "INDEX_DAMAGED",
+            f"the index is damaged ({error.reason}); its operator should run `polycolbert index check`",
+        ) from None
     except (ValueError, KeyError) as error:
         raise APIError(400, "INPUT_INVALID", str(error)) from None
 
