@@ -264,3 +264,22 @@ def test_the_cli_says_the_index_is_busy(tmp_path: Path, monkeypatch: pytest.Monk
             assert result.output.strip().startswith("error: index busy:"), result.output
     result = runner.invoke(app, ["index", "add", str(tmp_path / "ix"), str(corpus)])
     assert result.exit_code == 0, result.output
+
+
+def test_cli_lock_timeout_is_refused_for_qdrant_by_name(tmp_path: Path) -> None:
+    location = f"qdrant+local://{tmp_path}/q/docs"
+    made = CliRunner().invoke(app, ["index", "create", location, "--model", "none", "--dimensions", "8"])
+    assert made.exit_code == 0, made.output
+    result = CliRunner().invoke(app, ["index", "delete", location, "x", "--lock-timeout", "1"])
+    assert result.exit_code == 2 and "lock_timeout applies to embedded index folders" in result.output
+
+
+def test_the_cli_lock_timeout_option_bounds_the_wait(tmp_path: Path) -> None:
+    Index.create(tmp_path / "ix", model=HashEncoder(), dimensions=16).close()
+    with lock_held(tmp_path / "ix", 30):
+        started = time.monotonic()
+        result = CliRunner().invoke(
+            app, ["index", "delete", str(tmp_path / "ix"), "c", "--lock-timeout", "0.3"]
+        )
+        assert result.exit_code == 2 and result.output.startswith("error: index busy:"), result.output
+        assert time.monotonic() - started < 20

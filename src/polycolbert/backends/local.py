@@ -46,11 +46,13 @@ class LocalBackend:
         dimensions: int | None = None,
         nbits: int = NBITS,
         create: bool = False,
+        lock_timeout: float | None = None,
     ) -> LocalBackend:
+        """``lock_timeout``: seconds a write waits for another writer before ``IndexBusy``."""
         path = Path(location)
         if create and not (path / "index.sqlite").exists():
             return cls.create(path, model=model, dimensions=dimensions, nbits=nbits)
-        index = Index.open(path, model=None if isinstance(model, str) else model)
+        index = Index.open(path, model=None if isinstance(model, str) else model, lock_timeout=lock_timeout)
         name = model if isinstance(model, str) else getattr(model, "name", None)
         problem = None
         if dimensions is not None and int(dimensions) != index.dimensions:

@@ -29,6 +29,15 @@ app = typer.Typer(
     help="Multi-vector index: an embedded folder (no service to run) or a Qdrant collection (qdrant://...).",
 )
 LOCATION_HELP = "Index folder, qdrant://host:port/collection or qdrant+local://folder/collection."
+LockTimeout = Annotated[
+    float | None,
+    typer.Option(
+        "--lock-timeout",
+        metavar="SECONDS",
+        min=0,
+        help="How long a write waits for another writer of an embedded index before giving up (default 30).",
+    ),
+]
 Location = Annotated[str, typer.Argument(help=LOCATION_HELP, metavar="LOCATION")]
 
 
@@ -94,12 +103,14 @@ def add(
             help="MiB of token vectors to hold at once while encoding and writing (default 1024).",
         ),
     ] = None,
+    lock_timeout: LockTimeout = None,
 ) -> None:
     """Encode and add documents; bad lines or known ids reject the whole file, before any encoding.
 
     The file is read twice: once to check every line (keeping only ids), then in chunks that are encoded
     and written one after another, so memory follows --memory-budget, not the file's size. An embedded
-    index commits the whole file at once (all or nothing; other writers wait until it is done). A Qdrant
+    index encodes without holding its write lock and commits the whole file at once (all or nothing; other
+    writers and readers go on meanwhile, and a commit waits --lock-timeout for another one). A Qdrant
     collection stores chunk after chunk: a failure part-way (e.g. the network) keeps the chunks before it.
     """
     from polycolbert.backends import open_backend
@@ -108,7 +119,7 @@ def add(
     budget = params.MEMORY_BUDGET_MB if memory_budget is None else memory_budget
     params.chunk_tokens(budget, 1)  # a bad budget is refused before the file is read
     ids = scan_documents(file)
-    with contextlib.closing(open_backend(location)) as backend:
+    with contextlib.closing(open_backend(location, **_waiting(lock_timeout))) as backend:
         taken = backend.existing(ids)
         if taken:
             raise ValueError(
@@ -177,13 +188,22 @@ def _progress_bar(total: int) -> Iterator[Callable[[int], None]]:
         yield lambda n: bar.advance(task, n)
 
 
+def _waiting(lock_timeout: float | None) -> dict[str, float]:
+    """The open option for --lock-timeout, only when given (a Qdrant collection refuses it by name)."""
+    return {} if lock_timeout is None else {"lock_timeout": lock_timeout}
+
+
 @app.command()
 @friendly_errors
-def delete(location: Location, ids: Annotated[list[str], typer.Argument(help="Document ids.")]) -> None:
+def delete(
+    location: Location,
+    ids: Annotated[list[str], typer.Argument(help="Document ids.")],
+    lock_timeout: LockTimeout = None,
+) -> None:
     """Delete documents by id (unknown ids are counted, not an error)."""
     from polycolbert.backends import open_backend
 
-    with contextlib.closing(open_backend(location)) as backend:
+    with contextlib.closing(open_backend(location, **_waiting(lock_timeout))) as backend:
         print(json.dumps({"deleted": backend.delete(ids), "documents": backend.info().documents}))
 
 
@@ -255,11 +275,11 @@ def info(
 
 @app.command()
 @friendly_errors
-def compact(location: Location) -> None:
+def compact(location: Location, lock_timeout: LockTimeout = None) -> None:
     """Re-cluster the live tokens and drop deleted entries (also triggered automatically by drift)."""
     from polycolbert.backends import open_backend
 
-    with contextlib.closing(open_backend(location)) as backend:
+    with contextlib.closing(open_backend(location, **_waiting(lock_timeout))) as backend:
         result = backend.compact()
         print(json.dumps({**result, "documents": backend.info().documents}))
 

@@ -92,6 +92,7 @@ class QdrantBackend:
         timeout: int = DEFAULT_TIMEOUT,
         create: bool = False,
         nbits: int | None = None,
+        lock_timeout: float | None = None,
         **options: Any,
     ) -> QdrantBackend:
         """Open an existing collection; its settings come from the collection's metadata.
@@ -99,6 +100,10 @@ class QdrantBackend:
         ``create=True`` creates it when missing (what ``open_backend`` callers ask of every backend);
         ``nbits`` is the embedded index's residual compression and means nothing here (see ``quantization``).
         """
+        if lock_timeout is not None:
+            raise ValueError(
+                "lock_timeout applies to embedded index folders; Qdrant orders concurrent writes itself"
+            )
         client, collection, folder, exists = connect(location, api_key, timeout)
         try:
             if not exists and create:
