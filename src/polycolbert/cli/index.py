@@ -33,7 +33,7 @@ LockTimeout = Annotated[
     float | None,
     typer.Option(
         "--lock-timeout",
-        metavar="SECONDS",
+        metavar="S",
         min=0,
         help="How long a write waits for another writer of an embedded index before giving up (default 30).",
     ),
