@@ -231,7 +231,9 @@ def test_dense_base64_is_one_string_of_little_endian_floats(client, fields):
     floats = client.post("/v1/embeddings", json=payload).json()["data"]
     encoded = client.post("/v1/embeddings", json={**payload, **fields}).json()["data"]
     for f, e in zip(floats, encoded, strict=True):
-        assert np.array_equal(np.frombuffer(base64.b64decode(e["embedding"]), "<f4"), np.float32(f["embedding"]))
+        assert np.array_equal(
+            np.frombuffer(base64.b64decode(e["embedding"]), "<f4"), np.float32(f["embedding"])
+        )
 
 
 def test_dense_binary_and_unnormalised(client, dense):
@@ -250,7 +252,11 @@ def test_dense_binary_and_unnormalised(client, dense):
     [
         ({"dimensions": 128}, 400, ["dimensions must be 384"]),
         ({"late_chunking": True}, 400, ["late_chunking"]),
-        ({"encoding_format": "base64", "embedding_type": "float"}, 400, ["encoding_format", "embedding_type"]),
+        (
+            {"encoding_format": "base64", "embedding_type": "float"},
+            400,
+            ["encoding_format", "embedding_type"],
+        ),
         ({"task": "retrieval.passage", "input_type": "query"}, 400, ["task", "input_type"]),
         ({"task": "summarise"}, 422, ["task"]),
         ({"input": [[101, 2023]]}, 422, ["input"]),
@@ -259,7 +265,9 @@ def test_dense_binary_and_unnormalised(client, dense):
     ],
 )
 def test_dense_refusals_name_the_field(client, payload, status, words):
-    response = client.post("/v1/embeddings", json={"model": "multilingual-e5-small", "input": ["x"], **payload})
+    response = client.post(
+        "/v1/embeddings", json={"model": "multilingual-e5-small", "input": ["x"], **payload}
+    )
     assert response.status_code == status, response.text
     assert all(word in response.json()["detail"] for word in words), response.json()["detail"]
 
@@ -314,3 +322,35 @@ def test_response_size_is_bounded_and_the_refusal_says_how_to_ask_for_less(regis
     assert client.post("/v1/multi-vector", json={**payload, "embedding_type": "base64"}).status_code == 200
     assert client.post("/v1/multi-vector", json={**payload, "dimensions": 64}).status_code == 400
     assert client.post("/v1/multi-vector", json={**payload, "input": payload["input"][:3]}).status_code == 200
+
+
+def test_rendering_a_response_never_holds_up_the_event_loop(registry, monkeypatch):
+    """A slow body (a huge response) is built in a worker thread: /healthz answers meanwhile."""
+    import threading
+    import time
+
+    import httpx
+    from live import live_server
+
+    from polycolbert.server.app import create_app
+    from polycolbert.server.routes import jina
+
+    real = jina.to_json_vectors
+
+    def slow(vectors, kind):
+        time.sleep(1.5)
+        return real(vectors, kind)
+
+    monkeypatch.setattr(jina, "to_json_vectors", slow)
+    with live_server(create_app(registry, keys=[])) as url:
+        payload = {"model": "polycolbert-e5-small", "input": ["slow to render"]}
+        worker = threading.Thread(
+            target=httpx.post, args=(f"{url}/v1/multi-vector",), kwargs={"json": payload}
+        )
+        worker.start()
+        time.sleep(0.5)
+        started = time.perf_counter()
+        assert httpx.get(f"{url}/healthz").status_code == 200
+        waited = time.perf_counter() - started
+        worker.join()
+    assert waited < 0.5, waited
