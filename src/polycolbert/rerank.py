@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from polycolbert.encoding.recipe import is_blank
 from polycolbert.scoring import explain_matches, maxsim_packed, top_k
 
 if TYPE_CHECKING:
@@ -78,8 +79,6 @@ def lowest_score(query_vectors: np.ndarray) -> float:
 
 def check_query(query: str) -> None:
     """Refuse a query with nothing to match (empty, whitespace, only punctuation and symbols)."""
-    from polycolbert.encoding.recipe import is_blank
-
     if is_blank(query):
         what = "empty" if not query.strip() else "only punctuation and symbols"
         raise ValueError(f"query is {what}; there is nothing to rank the documents by")
@@ -98,16 +97,16 @@ def rerank(
     has no alignments.
     """
     scores = maxsim_packed(query_vectors, document_vectors)
-    is_blank = list(blank) if blank is not None else [False] * len(document_vectors)
-    if len(is_blank) != len(document_vectors):
-        raise ValueError(f"blank has {len(is_blank)} flags for {len(document_vectors)} documents")
-    if any(is_blank):
-        scores[np.asarray(is_blank)] = lowest_score(query_vectors)
+    flags = list(blank) if blank is not None else [False] * len(document_vectors)
+    if len(flags) != len(document_vectors):
+        raise ValueError(f"blank has {len(flags)} flags for {len(document_vectors)} documents")
+    if any(flags):
+        scores[np.asarray(flags)] = lowest_score(query_vectors)
 
     def alignments(i: int) -> list[tuple[int, int, float]] | None:
         if not explain:
             return None
-        return [] if is_blank[i] else explain_matches(query_vectors, document_vectors[i])
+        return [] if flags[i] else explain_matches(query_vectors, document_vectors[i])
 
     return [
         Ranked(index=i, score=float(scores[i]), alignments=alignments(i))
