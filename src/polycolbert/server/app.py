@@ -30,6 +30,7 @@ from polycolbert.server.auth import check_authorization
 from polycolbert.server.batching import Batcher
 from polycolbert.server.cross_site import SitePolicy, check_cross_site
 from polycolbert.server.limits import MAX_BATCH_TOKENS, MAX_QUEUE, MAX_REQUEST_TOKENS, MAX_RESPONSE_BYTES
+from polycolbert.server.memory import tune_malloc
 from polycolbert.server.metrics import Metrics, route_label
 from polycolbert.server.registry import DEFAULT_ALIASES, Registry
 from polycolbert.server.routes.indexes import router as index_router
@@ -55,6 +56,7 @@ def load_registry(
     from polycolbert.encoding.encoder import ColBERT
     from polycolbert.models.catalog import DEFAULT_MODEL
 
+    tune_malloc()  # before the batcher threads start (server/memory.py says why)
     registry = Registry(aliases=dict(DEFAULT_ALIASES) if aliases else {})
     wanted: list[tuple[str | None, str]] = []
     for spec in specs:
@@ -91,6 +93,7 @@ def create_app(
     ``site`` says which Host names and Origin pages are answered (``server/cross_site.py``); the default
     serves loopback names and same-origin pages only.
     """
+    tune_malloc()  # before the worker threads allocate (server/memory.py says why)
     metrics = Metrics()
 
     @asynccontextmanager

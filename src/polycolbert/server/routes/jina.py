@@ -21,6 +21,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
 from polycolbert.encoding.dense import side_for_task
@@ -32,6 +33,7 @@ from polycolbert.rerank import rerank as rank
 from polycolbert.server.batching import QueueFull
 from polycolbert.server.body import read_request
 from polycolbert.server.errors import APIError
+from polycolbert.server.memory import release_free_memory
 from polycolbert.server.registry import ServedDense, ServedModel
 from polycolbert.server.schemas import (
     DenseEmbeddingResponse,
@@ -120,13 +122,17 @@ async def _encode(request: Request, served: ServedModel | ServedDense, tokenized
 
 
 async def _json(render: Callable[[], dict[str, Any]]) -> Response:
-    """Build and serialise the body in a worker thread: a large one never holds up the event loop."""
+    """Build and serialise the body in a worker thread: a large one never holds up the event loop.
+
+    Once it is sent, the memory encoding and rendering freed goes back to the system (``server/memory.py``).
+    """
 
     def build() -> bytes:
         body = json.dumps(render(), ensure_ascii=False, allow_nan=False, separators=(",", ":"))
         return body.encode("utf-8")
 
-    return Response(await run_in_threadpool(build), media_type="application/json")
+    body = await run_in_threadpool(build)
+    return Response(body, media_type="application/json", background=BackgroundTask(release_free_memory))
 
 
 def _vector_value(vectors, kinds: list[str]) -> Any:
