@@ -6,8 +6,8 @@ large requests (token states, vectors, JSON bodies) the process's RSS stays high
 up as requests land in different arenas. The server therefore caps the arenas at two
 (:func:`tune_malloc`) and hands freed memory back to the system after each response that encoded
 (:func:`release_free_memory`, glibc's ``malloc_trim``, run after the response is sent). A fixed mmap
-threshold would also keep RSS flat but maps and faults in every large tensor anew, which cost about
-40% of the requests in a soak (``benchmarks/server_soak.py``; numbers in ``docs/benchmarks.md``).
+threshold would also keep RSS flat but maps and faults in every large tensor anew, at a clear cost in
+throughput (``benchmarks/server_soak.py``; the numbers are in ``docs/benchmarks.md``).
 Elsewhere than glibc both do nothing.
 """
 
