@@ -60,3 +60,17 @@ def test_rerank_texts_finds_the_answer_across_languages_and_explains_it(model):
     assert [r.index for r in rerank_texts(model, "Eiffel", documents, top_n=1, dimensions=64)] == [1]
     with pytest.raises(ValueError, match="dimensions must be one of"):
         rerank_texts(model, "Eiffel", documents, dimensions=100)
+
+
+def test_blank_documents_rank_last_with_the_lowest_score_and_a_blank_query_is_refused(model):
+    documents = ['"', "The Eiffel Tower was finished in 1889.", "", "— …", "Berlin is in Germany."]
+    ranked = rerank_texts(model, "Eiffel Tower", documents, explain=True)
+    assert [r.index for r in ranked] == [1, 4, 0, 2, 3]
+    assert [r.score for r in ranked[2:]] == [-32.0] * 3 and all(r.matches == [] for r in ranked[2:])
+    for query in ("", "  ", "?!"):
+        with pytest.raises(ValueError, match=r"^query is"):
+            rerank_texts(model, query, documents)
+    q = np.eye(2, dtype=np.float32)
+    assert [r.index for r in rerank(q, [q, q[:1]], blank=[True, False])] == [1, 0]
+    with pytest.raises(ValueError, match="flags"):
+        rerank(q, [q], blank=[True, False])

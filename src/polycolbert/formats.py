@@ -49,6 +49,25 @@ def convert_vectors(vectors: np.ndarray, kind: str) -> np.ndarray:
     return (packed.astype(np.int16) - 128).astype(np.int8)
 
 
+# JSON bytes per value, a little above what random unit vectors measure (float32 values written as Python
+# writes a double, e.g. "-0.012345678918063641,"; float16 likewise; int8 up to "-127,").
+JSON_BYTES_PER_VALUE = {"float": 22, "float16": 18, "int8": 5}
+
+
+def json_row_bytes(dim: int, kind: str) -> int:
+    """About how many bytes one ``dim``-sized vector takes as ``kind`` in a JSON body (an upper estimate).
+
+    >>> json_row_bytes(128, "float"), json_row_bytes(128, "base64"), json_row_bytes(128, "binary")
+    (2818, 687, 82)
+    """
+    kind = check_embedding_type(kind)
+    if kind == "base64":
+        return 4 * -(-4 * dim // 3) + 3  # quotes and comma around the base64 of dim float32 values
+    if kind in ("binary", "ubinary"):
+        return 5 * -(-dim // 8) + 2  # ceil(dim / 8) packed bytes, each at most "-128,"
+    return JSON_BYTES_PER_VALUE[kind] * dim + 2
+
+
 def to_json_vectors(vectors: np.ndarray, kind: str) -> list[Any]:
     """The JSON value Jina's API returns for one input: a list with one entry per token vector."""
     converted = convert_vectors(vectors, kind)

@@ -90,3 +90,74 @@ def test_unusable_output_is_refused_before_any_work(
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 2 and "not a polycolbert eval report" in result.output
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep"
+
+
+def test_a_lone_quote_is_encoded_and_reported_by_id(cli: typer.Typer, tmp_path: Path) -> None:
+    """XQuAD-R Hindi's sentence 13_0_11 is a lone '"': the run warns with its id and completes."""
+    from eval_fixtures import write_beir
+
+    corpus = {**TOY_CORPUS_FOR_BLANKS, "13_0_11": '"', "dash": "— …"}
+    root = write_beir(
+        tmp_path / "blank-en",
+        corpus,
+        {"q1": "where did the cat sit", "q2": "?!"},
+        [("q1", "d1", 1), ("q2", "d2", 1)],
+    )
+    out = tmp_path / "report"
+    args = ["eval", "--dataset", str(root), "--systems", "bm25,colbert-64", "--output", str(out)]
+    result = CliRunner().invoke(cli, [*args, "--cache-dir", str(tmp_path / "cache")])
+    assert result.exit_code == 0, result.output
+    assert "2 document(s) empty or only punctuation" in result.output and "13_0_11, dash" in result.output
+    assert "1 query(s)" in result.output and "q2" in result.output
+    run = (out / "runs" / "colbert-64.trec").read_text().splitlines()
+    assert run[0].split()[2] == "d1"  # the blank documents are there, ranked, and do not win
+
+
+TOY_CORPUS_FOR_BLANKS = {
+    "d1": "The cat sat on the warm mat in the kitchen.",
+    "d2": "Stock markets fell sharply after the bank raised interest rates.",
+}
+
+
+def test_finished_datasets_are_kept_when_a_later_one_fails(
+    cli: typer.Typer, toy_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+
+    from polycolbert.eval import harness
+
+    second = tmp_path / "second-en"
+    shutil.copytree(toy_dataset, second)
+    real = harness.evaluate
+
+    def failing_on_second(datasets, *args, **kwargs):
+        if datasets[0].name == "second-en":
+            raise ValueError("disk full")
+        return real(datasets, *args, **kwargs)
+
+    monkeypatch.setattr(harness, "evaluate", failing_on_second)
+    out = tmp_path / "report"
+    args = ["eval", "--dataset", str(toy_dataset), "--dataset", str(second), "--systems", "bm25"]
+    result = CliRunner().invoke(cli, [*args, "--output", str(out)])
+    assert result.exit_code == 2 and "disk full" in result.output
+    assert "finished dataset(s) are in" in result.output
+    assert json.loads((out / "toy-en" / "metrics.json").read_text())["bm25"]["MRR@10"] == 1.0
+    assert list(json.loads((out / "summary.json").read_text())) == ["toy-en", "average"]
+    assert "1 of 2 done" in (out / "report.md").read_text()
+
+
+def test_the_table_never_cuts_a_name_at_80_columns() -> None:
+    from rich.console import Console
+
+    from polycolbert.eval.report import DatasetResult
+    from polycolbert.eval.systems import ALL_SYSTEMS
+
+    names = ["xquad-r-hi@en", "xquad-r-hi@mixed", "xquad-r-de@en", "belebele-zho_Hans@en"]
+    metrics = {s: {m: 0.5 for m in ("nDCG@10", "Recall@100", "MRR@10")} for s in ALL_SYSTEMS}
+    results = [DatasetResult(name, metrics, {}) for name in names]
+    console = Console(width=80, record=True)
+    eval_cli._print_table(console, results)
+    text = console.export_text()
+    assert "…" not in text and all(len(line) <= 80 for line in text.splitlines())
+    for name in [*names, *ALL_SYSTEMS, "average"]:
+        assert name in text

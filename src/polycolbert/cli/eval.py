@@ -1,4 +1,11 @@
-"""``polycolbert eval``: retrieval quality of a model against BM25 and the backbone's own embeddings."""
+"""``polycolbert eval``: retrieval quality of a model against BM25 and the backbone's own embeddings.
+
+Long runs are kept safe from their data: a blank text (empty, or only punctuation and symbols, such as
+XQuAD-R Hindi's sentence ``13_0_11``, a lone ``"``) is encoded as its special rows and reported by id
+in a warning, never an error; with ``--output`` the report is written again as each dataset completes,
+so a run that fails later keeps what it finished. The terminal table never cuts a dataset or system
+name (``cli/tables.py``).
+"""
 
 from __future__ import annotations
 
@@ -11,7 +18,6 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from polycolbert.cli.errors import friendly_errors
 from polycolbert.models.catalog import DEFAULT_MODEL
@@ -38,19 +44,38 @@ def _load_e5(colbert: ColBERT | None, bf16: bool) -> Any:
 
 
 def _print_table(console: Console, results: list[Any]) -> None:
+    from polycolbert.cli.tables import print_columns
     from polycolbert.eval.report import average
 
     systems = list(dict.fromkeys(s for r in results for s in r.metrics))
-    table = Table(title="nDCG@10")
-    table.add_column("dataset")
-    for s in systems:
-        table.add_column(s, justify="right")
-    for r in results:
-        table.add_row(r.name, *(f"{r.metrics[s]['nDCG@10']:.4f}" if s in r.metrics else "-" for s in systems))
+    rows = [
+        (r.name, [f"{r.metrics[s]['nDCG@10']:.4f}" if s in r.metrics else "-" for s in systems])
+        for r in results
+    ]
     if len(results) > 1:
         avg = average(results)
-        table.add_row("average", *(f"{avg[s]['nDCG@10']:.4f}" for s in systems), style="bold")
-    console.print(table)
+        rows.append(("average", [f"{avg[s]['nDCG@10']:.4f}" for s in systems]))
+    print_columns(console, "nDCG@10", "dataset", rows, systems, bold_last=len(results) > 1)
+
+
+def warn_blank(console: Console, dataset: Any, shown: int = 10) -> None:
+    """Name (by id) the texts with nothing to match; they are encoded as their special rows only."""
+    from polycolbert.encoding.recipe import blank_positions
+
+    for what, ids, texts in (
+        ("document", dataset.corpus_ids, dataset.corpus_texts),
+        ("query", dataset.query_ids, dataset.query_texts),
+    ):
+        blank = [ids[i] for i in blank_positions(texts)]
+        if blank:
+            listed = ", ".join(blank[:shown]) + (
+                f" and {len(blank) - shown} more" if len(blank) > shown else ""
+            )
+            console.print(
+                f"[yellow]warning[/]: {dataset.name}: {len(blank)} {what}(s) empty or only punctuation and "
+                f"symbols, encoded as their special rows only: {listed}",
+                highlight=False,
+            )
 
 
 @app.command("eval")
@@ -106,22 +131,25 @@ def eval_command(
             colbert = ColBERT.load(model, dtype=dtype)  # type: ignore[arg-type]
         if need_e5:
             e5 = _load_e5(colbert, bf16)
-    results = evaluate(
-        datasets,
-        chosen,
-        cache_root=cache_dir or default_cache_dir(),
-        colbert=colbert,
-        e5=e5,
-        k=k,
-        console=console,
-    )
+    results: list[Any] = []
+    meta = {
+        "model": colbert.name if colbert is not None else model,
+        "command": "polycolbert " + shlex.join(sys.argv[1:]),
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    }
+    try:
+        for done, one in enumerate(datasets, start=1):
+            warn_blank(console, one)
+            cache = cache_dir or default_cache_dir()
+            results += evaluate([one], chosen, cache_root=cache, colbert=colbert, e5=e5, k=k, console=console)
+            if output is not None:
+                progress = {"datasets": f"{done} of {len(datasets)} done"} if done < len(datasets) else {}
+                wall = {"wall time": f"{time.perf_counter() - started:.0f} s"}
+                write_report(output, results, meta | progress | wall, several=len(datasets) > 1)
+    except BaseException:
+        if output is not None and results:
+            console.print(f"the {len(results)} finished dataset(s) are in {output}")
+        raise
     _print_table(Console(), results)
     if output is not None:
-        meta = {
-            "model": colbert.name if colbert is not None else model,
-            "command": "polycolbert " + shlex.join(sys.argv[1:]),
-            "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-            "wall time": f"{time.perf_counter() - started:.0f} s",
-        }
-        path = write_report(output, results, meta)
-        console.print(f"report written to {path}")
+        console.print(f"report written to {output.absolute()}")

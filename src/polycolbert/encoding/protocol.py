@@ -7,10 +7,13 @@ needs no encoder at all.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Protocol
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from polycolbert.encoding.recipe import TokenizedText
 
 
 class TokenEncoder(Protocol):
@@ -31,3 +34,15 @@ class TokenEncoder(Protocol):
     def encode_queries(self, texts: Sequence[str], dimensions: int | None = None) -> list[np.ndarray]: ...
 
     def encode_documents(self, texts: Sequence[str], dimensions: int | None = None) -> list[np.ndarray]: ...
+
+
+class TokenizedEncoder(Protocol):
+    """A named model that encodes texts it has already tokenised (what the server's batcher merges):
+    :class:`polycolbert.ColBERT` and :class:`polycolbert.encoding.dense.DenseEncoder`."""
+
+    @property
+    def name(self) -> str: ...
+
+    def encode_tokenized(
+        self, tokenized: list[TokenizedText], dims: Iterable[int]
+    ) -> dict[int, list[np.ndarray]]: ...

@@ -14,6 +14,12 @@ jina-colbert-v2 documents Stanford ColBERT as its reference path:
 
 A backbone with fewer positions than the document needs sees it in overlapping windows; each token's
 vector is taken from the window in which it sits most centrally, so no text the user asked to keep is cut.
+
+A *blank* text (empty, whitespace, or only punctuation and symbols: no letter, digit or mark, e.g. a lone
+``"``) has nothing a retriever could match. It still encodes, to a defined result: its special rows only
+(``<s>``, the marker and any prefix tokens, ``</s>``; queries padded as usual), flagged ``blank`` so that
+callers can rank it last (:mod:`polycolbert.rerank`) or report it by id (``polycolbert eval``). One such
+text in a corpus never stops a job.
 """
 
 from __future__ import annotations
@@ -53,6 +59,7 @@ class TokenizedText:
     n_tokens: int  # tokens billed: the full sequence, specials included
     truncated: bool = False
     token_ids: list[int] = field(default_factory=list)  # id of each output row
+    blank: bool = False  # nothing to match: encoded as the special rows only (module docstring)
 
 
 def stanford_skiplist(tokenizer: Tokenizer) -> frozenset[int]:
@@ -65,24 +72,36 @@ def stanford_skiplist(tokenizer: Tokenizer) -> frozenset[int]:
     return frozenset(ids)
 
 
-def _only_punctuation(text: str) -> bool:
+def is_blank(text: str) -> bool:
     """True when no character is a letter, digit or combining mark: nothing a retriever could match.
 
     ``any`` stops at the first letter, so ordinary text (of any length) costs almost nothing here.
+
+    >>> [is_blank(t) for t in ["", "  ", '"', "— … ¿?", "C++", "٣"]]
+    [True, True, True, True, False, False]
     """
     return not any(unicodedata.category(c)[0] in "LNM" for c in text)
 
 
-def _check_texts(texts: Sequence[str]) -> None:
+def blank_positions(texts: Sequence[str]) -> list[int]:
+    """Positions of the blank texts: what a job reports (by id) before it encodes them."""
+    return [i for i, text in enumerate(texts) if is_blank(text)]
+
+
+def _check_texts(texts: Sequence[str]) -> list[bool]:
+    """Refuse what is not a list of strings; say which texts are blank."""
     if isinstance(texts, str):
         raise ValueError("expected a list of texts, got a single string; wrap it in a list")
     for i, text in enumerate(texts):
         if not isinstance(text, str):
-            raise ValueError(f"input {i} must be a string, got {type(text).__name__}")
-        if not text.strip():
-            raise ValueError(f"input {i} is empty; every text must contain at least one non-space character")
-        if _only_punctuation(text):
-            raise ValueError(f"input {i} holds only punctuation and symbols; there is nothing to encode")
+            raise ValueError(f"input[{i}] must be a string, got {type(text).__name__}")
+    return [is_blank(text) for text in texts]
+
+
+def _mark_blank(result: list[TokenizedText], blank: list[bool]) -> list[TokenizedText]:
+    for tokenized, flag in zip(result, blank, strict=True):
+        tokenized.blank = flag
+    return result
 
 
 class Recipe:
@@ -98,10 +117,13 @@ class Recipe:
         self.skiplist = skiplist
 
     # -- pieces ---------------------------------------------------------------------------------
-    def _pieces(self, texts: Sequence[str], prefix: str, max_tokens: int) -> list[tuple[list[int], list]]:
-        """Token ids and char offsets of each text (prefix rows get offset (0, 0)), specials excluded."""
+    def _pieces(
+        self, texts: Sequence[str], prefix: str, max_tokens: int, blank: Sequence[bool]
+    ) -> list[tuple[list[int], list]]:
+        """Token ids and char offsets of each text (prefix rows get offset (0, 0)), specials excluded;
+        a blank text contributes no pieces of its own."""
         max_chars = max_tokens * MAX_CHARS_PER_TOKEN
-        joined = [prefix + t[:max_chars] for t in texts]
+        joined = [prefix + ("" if b else t[:max_chars]) for t, b in zip(texts, blank, strict=True)]
         starts = [len(prefix)] * len(joined)  # where each text starts in what is tokenised
         if self.spec.strip_text:
             starts = [len(prefix) - (len(j) - len(j.lstrip())) for j in joined]
@@ -121,7 +143,7 @@ class Recipe:
     # -- queries ----------------------------------------------------------------------------------
     def tokenize_queries(self, texts: Sequence[str], query_maxlen: int | None = None) -> list[TokenizedText]:
         """``query_maxlen`` rows per query (long ones cut, short ones padded), or the real ones for "none"."""
-        _check_texts(texts)
+        blank = _check_texts(texts)
         spec = self.spec
         maxlen = query_maxlen or spec.query_maxlen
         head = self._head(spec.query_marker_id)
@@ -129,7 +151,7 @@ class Recipe:
         if room < 1:
             raise ValueError(f"query_maxlen {maxlen} leaves no room for text")
         result = []
-        for ids, offsets in self._pieces(texts, spec.query_prefix, maxlen):
+        for ids, offsets in self._pieces(texts, spec.query_prefix, maxlen, blank):
             kept = ids[:room]
             seq = [*head, *kept, spec.sep_id]
             n_real = len(seq)
@@ -159,11 +181,11 @@ class Recipe:
             spans = real_spans + [(0, 0)] * (maxlen - n_real)
             window = Window(seq, attention, list(range(maxlen)), list(range(maxlen)))
             result.append(TokenizedText([window], maxlen, spans, maxlen, len(ids) > room, seq))
-        return result
+        return _mark_blank(result, blank)
 
     # -- documents --------------------------------------------------------------------------------
     def tokenize_documents(self, texts: Sequence[str], doc_maxlen: int | None = None) -> list[TokenizedText]:
-        _check_texts(texts)
+        blank = _check_texts(texts)
         spec = self.spec
         maxlen = doc_maxlen or spec.doc_maxlen
         head = self._head(spec.doc_marker_id)
@@ -172,10 +194,10 @@ class Recipe:
             raise ValueError(f"doc_maxlen {maxlen} leaves no room for text")
         window_room = room if spec.max_positions is None else min(room, spec.max_positions - len(head) - 1)
         result = []
-        for ids, offsets in self._pieces(texts, spec.doc_prefix, maxlen):
+        for ids, offsets in self._pieces(texts, spec.doc_prefix, maxlen, blank):
             kept_ids, kept_offsets = ids[:room], offsets[:room]
             result.append(self._document(head, kept_ids, kept_offsets, window_room, len(ids) > room))
-        return result
+        return _mark_blank(result, blank)
 
     def _document(
         self, head: list[int], ids: list[int], offsets: list, window_room: int, truncated: bool

@@ -3,6 +3,8 @@
 Everything is built in a temporary folder beside ``--output`` and renamed into place at the end, so an
 error (or Ctrl-C) never leaves a half-written report. An existing output folder is replaced only when it
 is empty or is itself a polycolbert report; anything else is refused rather than deleted.
+``polycolbert eval`` writes the report again as each dataset completes (``several=True`` from the
+first), so a job that fails later keeps every dataset it finished.
 
 Layout for one dataset (what ``polycolbert eval --output DIR`` promises)::
 
@@ -231,8 +233,17 @@ def _replace(output: Path, built: Path) -> None:
         os.rename(built, output)
 
 
-def write_report(output: str | Path, results: Sequence[DatasetResult], meta: Mapping[str, Any]) -> Path:
-    """Write the report for ``results`` to ``output`` atomically; ``meta`` (model, command, ...) heads it."""
+def write_report(
+    output: str | Path,
+    results: Sequence[DatasetResult],
+    meta: Mapping[str, Any],
+    several: bool | None = None,
+) -> Path:
+    """Write the report for ``results`` to ``output`` atomically; ``meta`` (model, command, ...) heads it.
+
+    ``several`` picks the layout with one folder per dataset (default: when there is more than one result;
+    a run over several datasets asks for it from its first finished one).
+    """
     if not results:
         raise ValueError("no results to report")
     output = Path(output).absolute()
@@ -240,7 +251,7 @@ def write_report(output: str | Path, results: Sequence[DatasetResult], meta: Map
     built = Path(tempfile.mkdtemp(prefix=f".{output.name}.tmp-", dir=output.parent))
     header = "\n".join(f"- {key}: `{value}`" for key, value in meta.items())
     try:
-        if len(results) == 1:
+        if not (len(results) > 1 if several is None else several):
             _write_dataset(built, results[0], header, plots=True)
             plot_matryoshka(results, built / "matryoshka.png")
         else:

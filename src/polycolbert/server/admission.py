@@ -15,10 +15,12 @@ from polycolbert.encoding.encoder import InputType
 from polycolbert.encoding.recipe import TokenizedText
 from polycolbert.server.batching import QueueFull
 from polycolbert.server.errors import APIError
-from polycolbert.server.registry import ServedModel
+from polycolbert.server.registry import ServedDense, ServedModel
 
 
-async def tokenize(served: ServedModel, texts: list[str], input_type: InputType) -> list[TokenizedText]:
+async def tokenize(
+    served: ServedModel | ServedDense, texts: list[str], input_type: InputType
+) -> list[TokenizedText]:
     """The texts as the model will read them; a text it cannot take is a 400 saying why."""
     try:
         return await run_in_threadpool(served.model.tokenize, texts, input_type)
@@ -28,7 +30,7 @@ async def tokenize(served: ServedModel, texts: list[str], input_type: InputType)
 
 async def encode(
     request: Request,
-    served: ServedModel,
+    served: ServedModel | ServedDense,
     tokenized: list[TokenizedText],
     dims: tuple[int, ...],
     field: str | None = None,

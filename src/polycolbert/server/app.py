@@ -29,12 +29,13 @@ from polycolbert.server import errors
 from polycolbert.server.auth import check_authorization
 from polycolbert.server.batching import Batcher
 from polycolbert.server.cross_site import SitePolicy, check_cross_site
-from polycolbert.server.limits import MAX_BATCH_TOKENS, MAX_QUEUE, MAX_REQUEST_TOKENS
+from polycolbert.server.limits import MAX_BATCH_TOKENS, MAX_QUEUE, MAX_REQUEST_TOKENS, MAX_RESPONSE_BYTES
+from polycolbert.server.memory import tune_malloc
 from polycolbert.server.metrics import Metrics, route_label
 from polycolbert.server.registry import DEFAULT_ALIASES, Registry
 from polycolbert.server.routes.indexes import router as index_router
 from polycolbert.server.routes.jina import router as jina_router
-from polycolbert.server.schemas import ModelCard, ModelList
+from polycolbert.server.schemas import ModelList
 
 log = logging.getLogger("polycolbert.server")
 REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
@@ -47,11 +48,15 @@ def load_registry(
     max_batch_tokens: int = MAX_BATCH_TOKENS,
     batching: bool = True,
     aliases: bool = True,
+    dense: bool = True,
 ) -> Registry:
-    """Load ``NAME=PATH`` / ``PATH`` specs plus the default model (always served)."""
+    """Load ``NAME=PATH`` / ``PATH`` specs plus the default model (always served) and, with ``dense``,
+    the single-vector ``multilingual-e5-small`` on the default model's backbone tensors."""
+    from polycolbert.encoding.dense import E5_SMALL, DenseEncoder
     from polycolbert.encoding.encoder import ColBERT
     from polycolbert.models.catalog import DEFAULT_MODEL
 
+    tune_malloc()  # before the batcher threads start (server/memory.py says why)
     registry = Registry(aliases=dict(DEFAULT_ALIASES) if aliases else {})
     wanted: list[tuple[str | None, str]] = []
     for spec in specs:
@@ -63,6 +68,12 @@ def load_registry(
         model = ColBERT.load(path, dtype=dtype)  # type: ignore[arg-type]
         served_name = label or model.name
         registry.add(served_name, model, Batcher(model, max_queue, max_batch_tokens, enabled=batching))
+    if dense and E5_SMALL.name not in registry.models:
+        colbert = [served.model for served in registry.models.values()]
+        encoder = DenseEncoder.load(share_with=colbert, dtype=dtype)  # type: ignore[arg-type]
+        registry.add_dense(
+            encoder.name, encoder, Batcher(encoder, max_queue, max_batch_tokens, enabled=batching)
+        )
     return registry
 
 
@@ -72,12 +83,17 @@ def create_app(
     max_request_tokens: int = MAX_REQUEST_TOKENS,
     index_root: str | Path | None = None,
     site: SitePolicy | None = None,
+    max_response_bytes: int = MAX_RESPONSE_BYTES,
 ) -> FastAPI:
     """The app over already loaded models; ``keys`` empty means no authentication (loopback only).
+
+    A request whose response would pass ``max_response_bytes`` (estimated before encoding) is a 400 that
+    says how to ask for less (``server/routes/jina.py``).
 
     ``site`` says which Host names and Origin pages are answered (``server/cross_site.py``); the default
     serves loopback names and same-origin pages only.
     """
+    tune_malloc()  # before the worker threads allocate (server/memory.py says why)
     metrics = Metrics()
 
     @asynccontextmanager
@@ -94,6 +110,7 @@ def create_app(
     )
     app.state.registry, app.state.metrics, app.state.keys = registry, metrics, list(keys)
     app.state.max_request_tokens = max_request_tokens
+    app.state.max_response_bytes = max_response_bytes
     app.state.site = site or SitePolicy()
     app.add_exception_handler(errors.APIError, errors.handle_api_error)
     app.add_exception_handler(RequestValidationError, errors.handle_validation_error)
@@ -141,13 +158,7 @@ def create_app(
 
     @app.get("/v1/models", response_model=ModelList)
     async def models() -> ModelList:
-        cards = [ModelCard(id=name, info=served.model.info()) for name, served in registry.models.items()]
-        cards += [
-            ModelCard(id=alias, alias_of=target, info=registry.models[target].model.info())
-            for alias, target in registry.aliases.items()
-            if target in registry.models
-        ]
-        return ModelList(data=cards)
+        return ModelList(data=registry.cards())
 
     @app.get("/", include_in_schema=False)
     async def playground() -> HTMLResponse:
@@ -157,12 +168,12 @@ def create_app(
 
     @app.get("/healthz")
     async def healthz() -> dict[str, object]:
-        return {"status": "ok", "models": sorted(registry.models)}
+        return {"status": "ok", "models": sorted([*registry.models, *registry.dense])}
 
     @app.get("/metrics")
     async def prometheus() -> Response:
-        for name, served in registry.models.items():
-            metrics.queue_depth.labels(name).set(served.batcher.depth)
+        for name, batcher in registry.batchers().items():
+            metrics.queue_depth.labels(name).set(batcher.depth)
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     routes += [*jina_router.routes, *index_router.routes]

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from polycolbert.encoding.encoder import ColBERT
+from polycolbert.encoding.protocol import TokenizedEncoder
 from polycolbert.encoding.recipe import TokenizedText
 from polycolbert.server.limits import MAX_BATCH_TOKENS, MAX_QUEUE
 
@@ -40,7 +40,7 @@ class Job:
 class Batcher:
     def __init__(
         self,
-        model: ColBERT,
+        model: TokenizedEncoder,
         max_queue: int = MAX_QUEUE,
         max_batch_tokens: int = MAX_BATCH_TOKENS,
         wait_ms: float = 2.0,

@@ -1,7 +1,8 @@
 """Every error leaves the server in Jina's shape: ``{"detail", "code", "request_id"}``.
 
 Clients (LangChain, LlamaIndex) only read ``detail``, so it always says what to fix; ``code`` follows
-Jina's names (``INPUT_MODEL_NOT_FOUND``, ``AUTH_INVALID_API_KEY``, ...).
+Jina's names (``INPUT_MODEL_NOT_FOUND``, ``AUTH_INVALID_API_KEY``, ...). ``message`` repeats ``detail``
+for the OpenAI SDK, which shows a body's ``message`` in its exception text.
 """
 
 from __future__ import annotations
@@ -29,9 +30,13 @@ def _location(loc: tuple[Any, ...]) -> str:
     return " -> ".join(parts) or "body"
 
 
+def error_body(request: Request, code: str, detail: str) -> dict[str, Any]:
+    return {"detail": detail, "code": code, "request_id": request_id(request), "message": detail}
+
+
 async def handle_api_error(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, APIError)
-    body = {"detail": error.detail, "code": error.code, "request_id": request_id(request)}
+    body = error_body(request, error.code, error.detail)
     return JSONResponse(body, status_code=error.status, headers=error.headers)
 
 
@@ -47,23 +52,14 @@ async def handle_validation_error(request: Request, error: Exception) -> JSONRes
             }
         )
     summary = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5])
-    body = {
-        "detail": f"Validation error: {summary}",
-        "code": "VALIDATION_ERROR",
-        "request_id": request_id(request),
-        "errors": errors,
-    }
+    body = {**error_body(request, "VALIDATION_ERROR", f"Validation error: {summary}"), "errors": errors}
     return JSONResponse(body, status_code=422)
 
 
 async def handle_http_error(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, StarletteHTTPException)
     codes = {404: "RESOURCE_NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 413: "PAYLOAD_TOO_LARGE"}
-    body = {
-        "detail": str(error.detail),
-        "code": codes.get(error.status_code, "HTTP_ERROR"),
-        "request_id": request_id(request),
-    }
+    body = error_body(request, codes.get(error.status_code, "HTTP_ERROR"), str(error.detail))
     return JSONResponse(body, status_code=error.status_code, headers=getattr(error, "headers", None))
 
 
@@ -73,9 +69,7 @@ async def handle_unexpected(request: Request, error: Exception) -> JSONResponse:
     logging.getLogger("polycolbert.server").exception(
         "unexpected error", extra={"request_id": request_id(request)}
     )
-    body = {
-        "detail": "Internal error; the request id identifies it in the server log.",
-        "code": "INTERNAL_ERROR",
-        "request_id": request_id(request),
-    }
+    body = error_body(
+        request, "INTERNAL_ERROR", "Internal error; the request id identifies it in the server log."
+    )
     return JSONResponse(body, status_code=500)

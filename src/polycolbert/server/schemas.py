@@ -1,5 +1,10 @@
-"""Request and response bodies: the Jina routes' as in Jina's OpenAPI, then the index routes' (unknown
-fields are refused everywhere, like Jina's)."""
+"""Request and response bodies, as in Jina's OpenAPI (unknown fields are refused, like Jina's).
+
+``/v1/embeddings`` also takes what single-vector clients send (:class:`EmbeddingsRequest`): OpenAI's
+``encoding_format`` and ``user``, LlamaIndex's ``encoding_type`` (another name for ``embedding_type``),
+Jina's ``task``, ``late_chunking`` and ``normalized``. A field that no client sends is still a 422 that
+names it.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 
+from polycolbert.encoding.dense import Task
 from polycolbert.index.params import NBITS, K
 from polycolbert.models.catalog import DEFAULT_MODEL
 from polycolbert.rerank import Match
@@ -14,6 +20,7 @@ from polycolbert.rerank import Match
 MAX_INPUTS = 512  # Jina's documented per-request list limit
 
 EmbeddingKind = Literal["float", "base64", "binary", "ubinary", "int8", "float16"]
+EmbeddingKinds = EmbeddingKind | Annotated[list[EmbeddingKind], Field(min_length=1, max_length=6)]
 
 
 class Strict(BaseModel):
@@ -32,11 +39,9 @@ class MultiVectorRequest(Strict):
     model: StrictStr
     input: Annotated[list[InputItem], Field(min_length=1, max_length=MAX_INPUTS)] | InputItem
     input_type: Literal["query", "document"] | None = "document"
-    embedding_type: (
-        EmbeddingKind | Annotated[list[EmbeddingKind], Field(min_length=1, max_length=6)] | None
-    ) = "float"
+    embedding_type: EmbeddingKinds | None = "float"
     dimensions: StrictInt | None = None
-    truncate: StrictBool | None = None  # accepted for client compatibility; we always truncate at doc_maxlen
+    truncate: StrictBool | None = None  # false: an input over the model's length is refused, not cut
 
     def texts(self) -> list[str]:
         items = self.input if isinstance(self.input, list) else [self.input]
@@ -46,6 +51,36 @@ class MultiVectorRequest(Strict):
         if self.embedding_type is None:
             return ["float"]
         return [self.embedding_type] if isinstance(self.embedding_type, str) else list(self.embedding_type)
+
+
+class EmbeddingsRequest(MultiVectorRequest):
+    """``/v1/embeddings``: Jina's multi-vector body plus the fields single-vector clients send."""
+
+    input_type: Literal["query", "document"] | None = None  # not given: the model's default side
+    encoding_type: EmbeddingKinds | None = None  # LlamaIndex's name for embedding_type
+    encoding_format: Literal["float", "base64"] | None = None  # OpenAI's (its SDK sends base64)
+    task: Task | None = None  # Jina's: retrieval.query / retrieval.passage / text-matching / ...
+    late_chunking: StrictBool | None = None
+    normalized: StrictBool | None = None
+    user: StrictStr | None = None  # OpenAI's end-user id: accepted, not used
+
+    def kinds(self) -> list[str]:
+        """The one output format asked for, under whichever of its three names the client used."""
+        given = {
+            name: getattr(self, name)
+            for name in ("embedding_type", "encoding_type", "encoding_format")
+            if name in self.model_fields_set and getattr(self, name) is not None
+        }
+        values = {str(v) for v in given.values()}
+        if len(values) > 1:
+            named = ", ".join(f"{k}={v!r}" for k, v in given.items())
+            raise ValueError(
+                f"embedding_type, encoding_type and encoding_format name one setting; got {named}"
+            )
+        if not given:
+            return ["float"]
+        value = next(iter(given.values()))
+        return [value] if isinstance(value, str) else list(value)
 
 
 class EmbeddingData(BaseModel):
@@ -63,6 +98,26 @@ class MultiVectorResponse(BaseModel):
     object: Literal["list"] = "list"
     usage: Usage
     data: list[EmbeddingData]
+
+
+class DenseEmbedding(BaseModel):
+    """One text's vector, as OpenAI and Jina's single-vector models answer."""
+
+    object: Literal["embedding"] = "embedding"
+    index: int
+    embedding: list[float] | list[int] | str | dict[str, Any]
+
+
+class DenseUsage(BaseModel):
+    prompt_tokens: int
+    total_tokens: int
+
+
+class DenseEmbeddingResponse(BaseModel):
+    object: Literal["list"] = "list"
+    model: str
+    usage: DenseUsage
+    data: list[DenseEmbedding]
 
 
 class RerankRequest(Strict):

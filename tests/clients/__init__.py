@@ -1,0 +1,1 @@
+"""Client contract tests: real client libraries against a live server."""
