@@ -127,7 +127,8 @@ def read_records(path: Path, with_title: bool) -> tuple[list[str], list[str]]:
     """Ids and texts of a BEIR ``corpus.jsonl`` (``with_title``) or ``queries.jsonl``, checked line by line.
 
     Each line needs a non-empty ``_id`` and a string ``text``; ids are unique; the title, when read, must
-    be a string and is joined by :func:`join_title`; no text may be empty.
+    be a string and is joined by :func:`join_title`. An empty text is kept: it is one document's content,
+    not a broken file (the encoder gives it a defined result and jobs name it in a warning).
     """
     ids: list[str] = []
     texts: list[str] = []
@@ -146,11 +147,8 @@ def read_records(path: Path, with_title: bool) -> tuple[list[str], list[str]]:
         title = record.get("title") if with_title else None
         if title is not None and not isinstance(title, str):
             raise CorpusError(f"{path}:{number}: 'title' must be a string")
-        full = join_title(title, text)
-        if not full.strip():
-            raise CorpusError(f"{path}:{number}: empty text for _id {doc_id!r}")
         ids.append(doc_id)
-        texts.append(full)
+        texts.append(join_title(title, text))
     if not ids:
         raise CorpusError(f"{path}: no records")
     return ids, texts

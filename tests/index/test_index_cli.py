@@ -121,3 +121,23 @@ def test_create_on_an_existing_file_says_so(tmp_path: Path) -> None:
     plain.write_text("x", encoding="utf-8")
     result = runner.invoke(app, ["create", str(plain), "--model", "none", "--dimensions", "16"])
     assert result.exit_code == 2 and f"error: {plain} is a file, not a folder" in result.output
+
+
+def test_add_keeps_going_past_documents_with_nothing_to_match(tmp_path: Path) -> None:
+    """A lone quote (XQuAD-R Hindi's sentence 13_0_11) or an empty text is stored and named, not fatal."""
+    location = str(tmp_path / "real")
+    assert runner.invoke(app, ["create", location, "--dimensions", "64"]).exit_code == 0
+    corpus = write(
+        tmp_path / "corpus.jsonl",
+        [
+            json.dumps({"_id": "13_0_11", "text": '"'}),
+            json.dumps({"_id": "empty", "text": ""}),
+            json.dumps({"_id": "paris", "text": "The Eiffel Tower stands in Paris."}),
+        ],
+    )
+    result = runner.invoke(app, ["add", location, str(corpus)])
+    assert result.exit_code == 0, result.output
+    assert "warning: 2 document(s) have nothing to match" in result.output and "'13_0_11'" in result.output
+    assert json.loads(result.stdout.strip().splitlines()[-1])["documents"] == 3
+    found = runner.invoke(app, ["search", location, "--query", "Where is the Eiffel Tower?", "--k", "1"])
+    assert found.exit_code == 0 and "paris" in found.output

@@ -128,11 +128,19 @@ def add(
         total = len(ids)
         del ids
         chunk = params.chunk_tokens(budget, backend.dimensions)
+        blank: list[str] = []
         with _progress_bar(total) as advance:
             batches = _encoded_batches(
-                iter_documents(file), backend.encoder(), backend.dimensions, batch_size, chunk, advance
+                iter_documents(file), backend.encoder(), backend.dimensions, batch_size, chunk, advance, blank
             )
             added = backend.add_stream(batches, memory_budget_mb=budget)
+        if blank:
+            shown = ", ".join(repr(i) for i in blank[:10]) + (" ..." if len(blank) > 10 else "")
+            print(
+                f"warning: {len(blank)} document(s) have nothing to match (empty, or only punctuation and "
+                f"symbols) and were stored with their special rows only: {shown}",
+                file=sys.stderr,
+            )
         print(json.dumps({"added": added, "documents": backend.info().documents}))
 
 
@@ -143,13 +151,17 @@ def _encoded_batches(
     batch_size: int,
     chunk_tokens: int,
     advance: Callable[[int], None],
+    blank: list[str] | None = None,
 ) -> Iterator[DocumentBatch]:
     """Documents in groups of about one chunk of token vectors, each group encoded when it is reached.
 
     Why characters: a group must be cut before it is encoded, and a subword covers at least one
     character, so ``len(text) + ROWS_BEYOND_SUBWORDS`` bounds a document's vectors (the index cuts its
-    chunks by the real counts; this keeps the encoder's output near one chunk).
+    chunks by the real counts; this keeps the encoder's output near one chunk). The ids of documents with
+    nothing to match (empty, or only symbols) are collected in ``blank``: they are stored all the same.
     """
+    from polycolbert.encoding.recipe import is_blank
+
     group: list[Document] = []
     rows = 0
     for document in documents:
@@ -160,6 +172,8 @@ def _encoded_batches(
             group, rows = [], 0
         group.append(document)
         rows += n
+        if blank is not None and is_blank(document.text):
+            blank.append(document.id)
     if group:
         yield _encode_group(group, encoder, dimensions, batch_size)
         advance(len(group))

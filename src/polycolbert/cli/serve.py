@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from polycolbert.cli.errors import friendly_errors
-from polycolbert.server.limits import MAX_BATCH_TOKENS, MAX_QUEUE, MAX_REQUEST_TOKENS
+from polycolbert.server.limits import MAX_BATCH_TOKENS, MAX_QUEUE, MAX_REQUEST_TOKENS, MAX_RESPONSE_BYTES
 
 app = typer.Typer()
 
@@ -36,6 +36,10 @@ def serve(
     max_request_tokens: Annotated[
         int, typer.Option(min=64, help="Tokens one request may ask for before a 400.")
     ] = MAX_REQUEST_TOKENS,
+    max_response_mb: Annotated[
+        float,
+        typer.Option(min=1, help="Largest response body in MiB, estimated before encoding; more is a 400."),
+    ] = MAX_RESPONSE_BYTES / 2**20,
     batching: Annotated[bool, typer.Option(help="Merge concurrent requests into shared batches.")] = True,
     aliases: Annotated[bool, typer.Option(help="Answer 'jina-colbert-v2' with the default model.")] = True,
     allowed_host: Annotated[
@@ -72,6 +76,7 @@ def serve(
             keys,
             max_request_tokens,
             index_root=index_root,
+            max_response_bytes=int(max_response_mb * 2**20),
             site=SitePolicy(host, tuple(allowed_host or ()), tuple(allowed_origin or ())),
         ),
         host=host,
