@@ -2,10 +2,9 @@
 
 Why product quantisation instead of PLAID's per-dimension buckets: one byte codes a whole group of
 ``8 / nbits`` dimensions with one of 256 learned codewords (faiss' k-means), so correlated dimensions
-share their bits. After a PCA rotation that balances variance across the groups, scifact's top-10
-agreement with exact MaxSim under brute force rises from 0.885 to 0.928 at 2 bits, and 1 bit comes
-close to the old 2 bits at half the bytes (see docs/benchmarks.md). The bytes are the same as scalar
-packing and decoding is the same one-lookup-per-byte table, so nothing at search time got slower.
+share their bits; a PCA rotation first balances variance across the groups. At the same bytes as
+per-dimension buckets it agrees better with exact MaxSim (docs/benchmarks.md measures both), and
+decoding is the same one-lookup-per-byte table.
 
 Search works in the rotated frame: queries are rotated once (``to_search_frame``) instead of every
 decoded token being rotated back, which would cost a 128x128 product per token.
@@ -158,7 +157,7 @@ class Codec:
         """
         table = self.codebooks.reshape(-1, self.codebooks.shape[2])
         index = packed.astype(np.intp) + (np.arange(packed.shape[1], dtype=np.intp) * 256)[None, :]
-        out = np.take(table, index, axis=0).reshape(len(packed), self.dims)  # np.take: ~5x fancy indexing
+        out = np.take(table, index, axis=0).reshape(len(packed), self.dims)  # np.take: faster than fancy indexing
         out += np.take(self.search_centroids, codes.astype(np.intp), axis=0)
         norms = np.sqrt(np.einsum("ij,ij->i", out, out))
         out /= np.maximum(norms, 1e-12)[:, None]

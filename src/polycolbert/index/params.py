@@ -24,8 +24,8 @@ MIN_CODEC_TOKENS = 8_192
 # or when the index has grown this many times past the tokens the centroids were trained on.
 # A stream into an index without a codec keeps its chunks exact (float16, on disk) until it ends or holds
 # this many tokens, then trains the codec once on a sample of all of them: the centroid count and the
-# sample then match what one big ``add`` would give (training on the first chunk alone gave scifact
-# 2,048 centroids fitted to a fifth of it). The cap bounds the temporary disk (2 x dims bytes a token).
+# sample then match what one big ``add`` would give (training on the first chunk alone fits the
+# centroids to that chunk only). The cap bounds the temporary disk (2 x dims bytes a token).
 STREAM_RAW_TOKENS = 4_000_000
 DRIFT_THRESHOLD = 1.25
 GROWTH_THRESHOLD = 8.0
@@ -92,13 +92,9 @@ class SearchParams:
 
 
 def derive(k: int, live_tokens: int, n_centroids: int, exhaustive: bool = False) -> SearchParams:
-    """Staged-search parameters (PLAID's stages; values chosen on scifact, see docs/benchmarks.md).
-
-    On scifact (1.9M tokens, 4,096 centroids) probing 4 lists per distinct query row and re-scoring 512
-    candidates by centroid interaction: with the old per-dimension 2-bit buckets, decompressing 128 of them
-    gave nDCG@10 0.6591 at 51 ms per query and 256 gave 0.6616 at 82 ms (exhaustive fp32: 0.6648). With
-    product-quantised residuals, 256 gives 0.6661 (top-10 overlap 0.915) at 2 bits and 0.6657 (0.838) at
-    1 bit, at 82 and 69 ms.
+    """Staged-search parameters (PLAID's stages): probe a few lists per distinct query row, re-score a few
+    hundred candidates by centroid interaction, decompress the best of them. The values were chosen on
+    scifact, trading nDCG@10 and top-10 overlap against latency (docs/benchmarks.md, "Embedded index").
     """
     if isinstance(k, bool) or not isinstance(k, int) or k <= 0:
         raise ValueError(f"k must be a positive integer; got {k!r}")
