@@ -157,7 +157,7 @@ class Codec:
         """
         table = self.codebooks.reshape(-1, self.codebooks.shape[2])
         index = packed.astype(np.intp) + (np.arange(packed.shape[1], dtype=np.intp) * 256)[None, :]
-        out = np.take(table, index, axis=0).reshape(len(packed), self.dims)  # np.take: faster than fancy indexing
+        out = np.take(table, index, axis=0).reshape(len(packed), self.dims)  # take: faster than [] indexing
         out += np.take(self.search_centroids, codes.astype(np.intp), axis=0)
         norms = np.sqrt(np.einsum("ij,ij->i", out, out))
         out /= np.maximum(norms, 1e-12)[:, None]
