@@ -23,6 +23,7 @@ import itertools
 import json
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +33,16 @@ from polycolbert.encoding.encoder import ColBERT, cpu_supports_bf16
 from polycolbert.eval.cache import default_cache_dir
 from polycolbert.eval.datasets import Dataset
 from polycolbert.eval.exhaustive import ranked_runs
-from polycolbert.eval.fusion import COMBINATIONS, GATES, METHODS, Fusion, bm25_gate, fused_run
+from polycolbert.eval.fusion import (
+    COMBINATIONS,
+    GATES,
+    METHODS,
+    Fusion,
+    bm25_gate,
+    candidates,
+    fused_run,
+    fused_scores,
+)
 from polycolbert.eval.metrics import evaluate
 from polycolbert.eval.systems import ColBERTEncoder, E5Encoder, run_bm25, run_vector_systems
 from polycolbert.models.catalog import DEFAULT_MODEL
@@ -90,6 +100,45 @@ def ndcg(ds: Dataset, run: dict[str, dict[str, float]]) -> float:
     return evaluate(ds.qrels, run)["nDCG@10"]
 
 
+@dataclass
+class Candidates:
+    """One pool's ColBERT candidates at one size, with everything a grid point needs to be scored fast."""
+
+    colbert: np.ndarray  # [queries, depth] scores of each signal on the candidates
+    dense: np.ndarray
+    bm25: np.ndarray
+    gains: np.ndarray  # [queries, depth] relevance grade of each candidate
+    id_rank: np.ndarray  # [queries, depth] rank of each candidate's id in sorted order (trec_eval's tie rule)
+    ideal: np.ndarray  # [queries] ideal DCG@10
+
+
+def prepare(ds: Dataset, scores: dict[str, np.ndarray], dim: int) -> Candidates:
+    chosen = candidates(scores[f"colbert-{dim}"], min(DEPTH, len(ds.corpus_ids)))
+    rank_of = {d: i for i, d in enumerate(sorted(ds.corpus_ids))}
+    id_rank = np.array([rank_of[d] for d in ds.corpus_ids])[chosen]
+    gains = np.array(
+        [
+            [ds.qrels[q].get(ds.corpus_ids[j], 0) for j in row]
+            for q, row in zip(ds.query_ids, chosen, strict=True)
+        ],
+        dtype=np.float64,
+    )
+    best = [sorted(ds.qrels[q].values(), reverse=True)[:10] for q in ds.query_ids]
+    ideal = np.array([sum(g / np.log2(r + 2) for r, g in enumerate(grades)) for grades in best])
+    take = {name: np.take_along_axis(scores[name], chosen, axis=1) for name in ("dense", "bm25")}
+    colbert = np.take_along_axis(scores[f"colbert-{dim}"], chosen, axis=1)
+    return Candidates(colbert, take["dense"], take["bm25"], gains, id_rank, ideal)
+
+
+def fast_ndcg(c: Candidates, total: np.ndarray) -> float:
+    """nDCG@10 of candidates ranked by ``total`` as trec_eval computes it (linear gain, log2 discount,
+    equal scores by document id, descending); checked against ir-measures for the chosen settings."""
+    order = np.lexsort((-c.id_rank, -total), axis=1)[:, :10]
+    gains = np.take_along_axis(c.gains, order, axis=1)
+    dcg = (gains / np.log2(np.arange(2, 2 + gains.shape[1]))).sum(axis=1)
+    return float(np.mean(np.where(c.ideal > 0, dcg / np.where(c.ideal > 0, c.ideal, 1), 0.0)))
+
+
 def grid() -> list[tuple[str, Fusion]]:
     """``(combination, settings)`` for every grid point; the gate only varies where BM25 counts."""
     points = []
@@ -145,12 +194,19 @@ def main() -> None:
         )
         print(system, " ".join(f"{k}={v:.4f}" for k, v in results["baselines"][system].items()), flush=True)
 
+    prepared = {(ds.name, d): prepare(ds, scores[ds.name], d) for ds in datasets for d in MATRYOSHKA_DIMS}
+
     def fused(ds: Dataset, dim: int, fusion: Fusion) -> float:
+        c = prepared[ds.name, dim]
+        n = len(ds.query_ids)
+        weights = {"dense": np.full(n, fusion.dense), "bm25": fusion.bm25 * gates[ds.name, fusion.gate]}
+        signals = {name: getattr(c, name) for name in ("dense", "bm25") if getattr(fusion, name) > 0}
+        return fast_ndcg(c, fused_scores(c.colbert, signals, weights, fusion.method))
+
+    def checked(ds: Dataset, dim: int, fusion: Fusion) -> float:
+        """The same number through polycolbert eval's own path (fused_run + ir-measures)."""
         matrices = {"colbert": scores[ds.name][f"colbert-{dim}"]}
-        if fusion.dense > 0:
-            matrices["dense"] = scores[ds.name]["dense"]
-        if fusion.bm25 > 0:
-            matrices["bm25"] = scores[ds.name]["bm25"]
+        matrices |= {name: scores[ds.name][name] for name in ("dense", "bm25") if getattr(fusion, name) > 0}
         gate = gates[ds.name, fusion.gate] if fusion.bm25 > 0 else None
         return ndcg(ds, fused_run(matrices, fusion, ds.corpus_ids, ds.query_ids, DEPTH, gate))
 
@@ -169,16 +225,21 @@ def main() -> None:
         chosen = None
         for method in METHODS:
             # The language gate needs the query's language, which an index is not told: compared, not chosen.
-            candidates = [
+            options = [
                 f for c, f in points if c == combination and f.method == method and f.gate != "language"
             ]
             best = max(
-                candidates, key=lambda f: results["grid"][f"colbert-128+{combination} {label(f)}"]["mean"]
+                options, key=lambda f: results["grid"][f"colbert-128+{combination} {label(f)}"]["mean"]
             )
             means = [
                 results["grid"][f"colbert-{d}+{combination} {label(best)}"]["mean"] for d in MATRYOSHKA_DIMS
             ]
             print(f"  {label(best)}: " + " / ".join(f"{m:.4f}" for m in means))
+            for d in MATRYOSHKA_DIMS:  # the fast scorer must agree with polycolbert eval's path
+                for ds in datasets:
+                    fast = results["grid"][f"colbert-{d}+{combination} {label(best)}"][ds.name]
+                    slow = checked(ds, d, best)
+                    assert abs(fast - slow) < 1e-9, (ds.name, d, label(best), fast, slow)
             if chosen is None or means[0] > chosen[1]:
                 chosen = (best, means[0])
         assert chosen is not None
