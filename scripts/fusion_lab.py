@@ -246,7 +246,8 @@ def main() -> None:
         results["best"][combination] = label(chosen[0])
         print(f"  chosen: {label(chosen[0])}")
     if args.json:
-        args.json.write_text(json.dumps(results, indent=2) + "\n")
+        rounded = json.loads(json.dumps(results), parse_float=lambda text: round(float(text), 4))
+        args.json.write_text(json.dumps(rounded, indent=1) + "\n")
 
 
 if __name__ == "__main__":

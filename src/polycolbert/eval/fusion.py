@@ -68,9 +68,9 @@ class Fusion:
 
 # The choice of scripts/fusion_lab.py on the nine held-out training pools (docs/default-model.md).
 CHOSEN = {
-    "dense": Fusion(dense=0.3),
+    "dense": Fusion(dense=0.1),
     "bm25": Fusion(bm25=0.3),
-    "dense+bm25": Fusion(dense=0.3, bm25=0.3),
+    "dense+bm25": Fusion(dense=0.05, bm25=0.3),
 }
 
 
