@@ -157,6 +157,18 @@ def label(fusion: Fusion) -> str:
     return f"{fusion.method} dense={fusion.dense} bm25={fusion.bm25} gate={fusion.gate}"
 
 
+def as_json(results: dict[str, dict]) -> str:
+    """Four decimals; one line per grid point, its pools in ``columns`` order."""
+    rounded = json.loads(json.dumps(results), parse_float=lambda text: round(float(text), 4))
+    grid = rounded.pop("grid")
+    columns = list(next(iter(grid.values())))
+    lines = [
+        f"  {json.dumps(key)}: {json.dumps([values[c] for c in columns])}" for key, values in grid.items()
+    ]
+    head = json.dumps(rounded | {"columns": columns}, indent=1)[:-2]
+    return head + ',\n "grid": {\n' + ",\n".join(lines) + "\n }\n}\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cache-dir", type=Path, default=None, help="encoding cache (polycolbert eval's)")
@@ -246,8 +258,7 @@ def main() -> None:
         results["best"][combination] = label(chosen[0])
         print(f"  chosen: {label(chosen[0])}")
     if args.json:
-        rounded = json.loads(json.dumps(results), parse_float=lambda text: round(float(text), 4))
-        args.json.write_text(json.dumps(rounded, indent=1) + "\n")
+        args.json.write_text(as_json(results))
 
 
 if __name__ == "__main__":
