@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import random
 import shutil
 import sys
@@ -52,7 +53,9 @@ from polycolbert.train.data import (
 from polycolbert.train.lower_cache import encode_lower, final_states
 from polycolbert.train.trainer import StateCache, TrainConfig, Trainer
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+DATA = Path(
+    os.environ.get("POLYCOLBERT_DATA") or Path(__file__).resolve().parents[1].parent / "shared" / "data"
+)
 QA_SETS = {"squad-it": "test.tsv", "cmrc2018-zh": "test.tsv", "jaquad-ja": "test.tsv", "arcd-ar": "test.tsv"}
 SCIFACT = ("scifact", "train.tsv")
 TATOEBA_VALID = ("deu", "cmn", "ara", "rus")

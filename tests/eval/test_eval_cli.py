@@ -76,6 +76,32 @@ def test_all_systems_through_the_cli(
     assert "- model: `toy-colbert`" in (out / "report.md").read_text()
 
 
+def test_fused_systems_through_the_cli(
+    cli: typer.Typer, toy_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from eval_fixtures import ToyColBERT, tiny_e5_parts
+
+    from polycolbert.encoding import encoder as model_module
+    from polycolbert.eval.systems import E5Encoder
+
+    loaded: list[str] = []
+    monkeypatch.setattr(model_module.ColBERT, "load", classmethod(lambda cls, name, **kw: ToyColBERT()))
+    monkeypatch.setattr(
+        eval_cli, "_load_e5", lambda colbert, bf16: loaded.append("e5") or E5Encoder(*tiny_e5_parts())
+    )
+    out = tmp_path / "report"
+    fused = ["colbert-128+dense", "colbert-128+bm25", "colbert-64+dense+bm25"]
+    args = ["eval", "--dataset", str(toy_dataset), "--systems", ",".join(fused), "--output", str(out)]
+    result = CliRunner().invoke(cli, [*args, "--cache-dir", str(tmp_path / "c")])
+    assert result.exit_code == 0, result.output
+    assert loaded == ["e5"]  # the dense signal needs the e5 pass although "dense" was not asked for
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert list(metrics) == fused  # only the systems asked for are reported, not their components
+    assert all(0.0 <= metrics[s]["nDCG@10"] <= 1.0 for s in fused)
+    assert metrics["colbert-128+bm25"]["MRR@10"] > 0
+    assert sorted(p.stem for p in (out / "runs").iterdir()) == sorted(fused)
+
+
 def test_unusable_output_is_refused_before_any_work(
     cli: typer.Typer, toy_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

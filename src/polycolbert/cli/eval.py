@@ -95,7 +95,10 @@ def eval_command(
     ] = None,
     systems: Annotated[
         str,
-        typer.Option(help="Comma-separated: bm25, dense, colbert-raw, colbert-128, colbert-96, colbert-64."),
+        typer.Option(
+            help="Comma-separated: bm25, dense, colbert-raw, colbert-128, colbert-96, colbert-64, and the "
+            "fused colbert-<dims>+dense, +bm25, +dense+bm25."
+        ),
     ] = "all",
     split: Annotated[str, typer.Option(help="Which qrels/<split>.tsv to score.")] = "test",
     k: Annotated[int, typer.Option(help="Documents kept per query (Recall@100 needs 100).")] = 100,
@@ -107,7 +110,7 @@ def eval_command(
     """Score systems side by side (nDCG@10, Recall@100, MRR@10) on BEIR-layout datasets."""
     from polycolbert.eval.cache import default_cache_dir
     from polycolbert.eval.crosslingual import load_spec
-    from polycolbert.eval.harness import E5_SYSTEMS, colbert_dims, evaluate, parse_systems
+    from polycolbert.eval.harness import colbert_dims, evaluate, needs_e5, parse_systems
     from polycolbert.eval.report import check_output, write_report
 
     chosen = parse_systems(systems)
@@ -120,7 +123,7 @@ def eval_command(
     datasets = [load_spec(spec, split=split) for spec in dataset]
     started = time.perf_counter()
     need_colbert = bool(colbert_dims(chosen))
-    need_e5 = any(s in chosen for s in E5_SYSTEMS)
+    need_e5 = needs_e5(chosen)
     colbert = None
     e5 = None
     if need_colbert or need_e5:

@@ -6,7 +6,9 @@
 * ``colbert-raw``: MaxSim over the same pass's raw token states (384-d, L2-normalised, all tokens), i.e.
   what the backbone offers before any head is trained;
 * ``colbert-<d>``: exhaustive MaxSim with the ColBERT model at ``d`` dims (one backbone pass gives every
-  size, via ``ColBERT.encode_multi``).
+  size, via ``ColBERT.encode_multi``);
+* ``colbert-<d>+dense``, ``+bm25``, ``+dense+bm25``: ColBERT's candidates ranked again with the other
+  signals' scores of the same run (:mod:`polycolbert.eval.fusion`).
 
 ``dense`` and ``colbert-raw`` come from one backbone pass, and all three ColBERT sizes from one more, so
 a corpus is encoded at most twice; every encoding goes through :class:`EncodingCache`.
@@ -15,7 +17,7 @@ a corpus is encoded at most twice; every encoding goes through :class:`EncodingC
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from functools import partial
@@ -34,10 +36,11 @@ from polycolbert.eval.bm25 import BM25Index
 from polycolbert.eval.cache import EncodingCache, fingerprint_modules
 from polycolbert.eval.datasets import Dataset
 from polycolbert.eval.exhaustive import ranked_runs
+from polycolbert.eval.fusion import FUSED_SYSTEMS
 from polycolbert.models.spec import MATRYOSHKA_DIMS
 from polycolbert.scoring import maxsim_buckets
 
-ALL_SYSTEMS = ("bm25", "dense", "colbert-raw", *(f"colbert-{d}" for d in MATRYOSHKA_DIMS))
+ALL_SYSTEMS = ("bm25", "dense", "colbert-raw", *(f"colbert-{d}" for d in MATRYOSHKA_DIMS), *FUSED_SYSTEMS)
 E5_PREFIX = {"query": "query: ", "document": "passage: "}
 E5_MAX_TOKENS = 512  # position table of multilingual-e5-small: longer texts are cut (as e5 itself does)
 BATCH_TOKENS = 8192
@@ -193,13 +196,15 @@ def encode_cached(
 
 @dataclass
 class SystemRun:
-    """One system's top-k per query and where its time went (seconds)."""
+    """One system's top-k per query and where its time went (seconds); ``scores`` holds the full
+    ``[queries, documents]`` matrix when a fused system needs it."""
 
     run: Run
     timings: dict[str, float] = field(default_factory=dict)
+    scores: np.ndarray | None = None
 
 
-def run_bm25(dataset: Dataset, k: int) -> SystemRun:
+def run_bm25(dataset: Dataset, k: int, keep_scores: bool = False) -> SystemRun:
     t0 = time.perf_counter()
     index = BM25Index(dataset.corpus_texts, dataset.doc_languages)
     t1 = time.perf_counter()
@@ -207,7 +212,8 @@ def run_bm25(dataset: Dataset, k: int) -> SystemRun:
         [index.scores(q, lang) for q, lang in zip(dataset.query_texts, dataset.query_languages, strict=True)]
     )
     run = _keep_scored(scores, dataset, k)
-    return SystemRun(run, {"index": t1 - t0, "search": time.perf_counter() - t1})
+    timings = {"index": t1 - t0, "search": time.perf_counter() - t1}
+    return SystemRun(run, timings, scores if keep_scores else None)
 
 
 def _keep_scored(scores: np.ndarray, dataset: Dataset, k: int) -> Run:
@@ -227,8 +233,10 @@ def run_vector_systems(
     k: int,
     console: Console | None = None,
     on_system: Callable[[str], None] | None = None,
+    keep_scores: Collection[str] = (),
 ) -> dict[str, SystemRun]:
-    """Encode (through the cache) and score every wanted output of ``encoder`` exhaustively."""
+    """Encode (through the cache) and score every wanted output of ``encoder`` exhaustively (the
+    outputs named in ``keep_scores`` keep their score matrices)."""
     results: dict[str, SystemRun] = {}
     with _progress(console) as progress:
         t0 = time.perf_counter()
@@ -250,6 +258,7 @@ def run_vector_systems(
                     "encode_queries": t2 - t1,
                     "search": time.perf_counter() - start,
                 },
+                scores if name in keep_scores else None,
             )
             if on_system is not None:
                 on_system(name)
