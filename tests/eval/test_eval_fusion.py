@@ -76,14 +76,21 @@ def test_script_of_and_the_bm25_gate() -> None:
     assert script_of("東京に住んでいますか") == "CJK"  # kana and kanji are one script
     assert script_of("ｔｏｍ") == "LATIN"  # full-width letters are read as what NFKC makes of them
     assert script_of("12 + 3") is None
-    corpus = ["Where does Tom live?", "He lives in Berlin.", "Он живёт в Москве."]  # mostly Latin
+    latin = ["Where does Tom live?", "He lives in Berlin.", "1998", *["Tom was there."] * 7]
     queries = ["Wo wohnt Tom?", "Где живёт Том?", "2024", "أين يعيش توم؟"]
-    assert bm25_gate(queries, corpus, "script").tolist() == [1.0, 0.0, 1.0, 0.0]  # no letters: open
-    assert bm25_gate(queries, corpus, "none").tolist() == [1.0, 1.0, 1.0, 1.0]
-    languages = bm25_gate(queries, corpus, "language", ["de", "ru", None, "ar"], ["en", "en", "ru"])
+    assert bm25_gate(queries, latin, "script").tolist() == [1.0, 0.0, 1.0, 0.0]  # no letters: open
+    assert bm25_gate(queries, latin, "none").tolist() == [1.0, 1.0, 1.0, 1.0]
+    # 9 of the 10 documents with letters in one script: the corpus has that script (fusion.ONE_SCRIPT = 0.9)
+    almost = [*latin, "Он живёт в Москве."]
+    assert bm25_gate(queries, almost, "script").tolist() == [1.0, 0.0, 1.0, 0.0]
+    # 7 of 9: the corpus mixes scripts (so languages), and BM25 counts for no query
+    mixed = [*latin[:8], "Он живёт в Москве.", "Он живёт в Москве."]
+    assert bm25_gate(queries, mixed, "script").tolist() == [0.0, 0.0, 0.0, 0.0]
+    languages = bm25_gate(queries, latin, "language", ["de", "ru", None, "ar"], ["en"] * 10)
     assert languages.tolist() == [0.0, 0.0, 1.0, 0.0]  # German is Latin but not English
+    assert bm25_gate(queries, latin, "language", [None] * 4, ["en"] * 5 + ["de"] * 5).sum() == 0
     with pytest.raises(ValueError, match="unknown gate"):
-        bm25_gate(queries, corpus, "words")
+        bm25_gate(queries, latin, "words")
 
 
 def test_fused_run_reranks_colbert_candidates_only() -> None:

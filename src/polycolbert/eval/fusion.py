@@ -13,9 +13,11 @@ weighted reciprocal rank (``"rrf"``: ``w / (60 + rank)`` per signal, ranks among
 document BM25 scores 0 has no BM25 rank). Re-ranking ColBERT's candidates is what an index can do with
 one extra number per document, so Recall@100 equals ColBERT's.
 
-``gate`` is where BM25 may speak: with ``"script"`` only for queries written in the corpus's script
-(the script most of its documents are written in). Across scripts BM25 has nothing to match but numbers
-and names, and normalising a handful of such accidental matches would rank them first.
+``gate`` is where BM25 may speak. With ``"script"``, only where the corpus is written in one script (at
+least ``ONE_SCRIPT`` of its documents) and the query in that same script. Across scripts BM25 can match
+only numbers and names; in a corpus that mixes scripts, and so languages, it ranks documents in the
+query's own language above translations of the answer, which is what multilingual retrieval must not do.
+Where nothing matches, BM25 is flat over the candidates and adds nothing anyway.
 
 The weights below were chosen on the held-out training pools (``scripts/fusion_lab.py``), never on an
 evaluation set: the grid, the pool numbers and the choice are in ``docs/default-model.md``.
@@ -45,6 +47,8 @@ METHODS = ("z", "minmax", "rrf")
 GATES = ("script", "language", "none")  # "language" needs known languages: a lab comparison only
 RRF_K = 60  # reciprocal rank constant of Cormack et al. (2009), as the index's hybrid search uses
 SCRIPT_SAMPLE = 1000  # characters of each text read to name its script
+ONE_SCRIPT = 0.9  # share of a corpus's documents (with letters) in one script for the corpus to have one
+MIXED = "mixed"  # what a corpus with no such script (or language) has
 
 Run = dict[str, dict[str, float]]
 
@@ -167,10 +171,14 @@ def script_of(text: str) -> str | None:
     return counts.most_common(1)[0][0] if counts else None
 
 
-def most_common(values: Sequence[str | None]) -> str | None:
-    """The most frequent known value (first seen wins a tie); None when none is known."""
+def dominant(values: Sequence[str | None], share: float = ONE_SCRIPT) -> str | None:
+    """The most frequent known value when at least ``share`` of the known values are it, else ``MIXED``;
+    None when no value is known."""
     counts = Counter(v for v in values if v is not None)
-    return counts.most_common(1)[0][0] if counts else None
+    if not counts:
+        return None
+    value, count = counts.most_common(1)[0]
+    return value if count >= share * counts.total() else MIXED
 
 
 def bm25_gate(
@@ -182,18 +190,20 @@ def bm25_gate(
 ) -> np.ndarray:
     """1.0 for each query whose BM25 may count, else 0.0.
 
-    ``"script"``: the query is written in the corpus's script (or either has no letters);
-    ``"language"``: its language is the corpus's (known languages only); ``"none"``: always.
+    ``"script"``: the corpus has one script (:func:`dominant`) and the query is written in it (a text
+    without letters passes); ``"language"``: the same with the known languages; ``"none"``: always.
     """
     if mode == "none":
         return np.ones(len(query_texts))
     if mode == "script":
-        corpus = most_common([script_of(t) for t in corpus_texts])
+        corpus = dominant([script_of(t) for t in corpus_texts])
         mine: Sequence[str | None] = [script_of(t) for t in query_texts]
     elif mode == "language":
-        corpus, mine = most_common(doc_languages), query_languages
+        corpus, mine = dominant(doc_languages), query_languages
     else:
         raise ValueError(f"unknown gate {mode!r}")
+    if corpus == MIXED:
+        return np.zeros(len(mine))
     return np.array([1.0 if corpus is None or q is None or q == corpus else 0.0 for q in mine])
 
 
