@@ -144,11 +144,16 @@ def script_of(text: str) -> str | None:
 def dominant(values: Sequence[str | None], share: float = ONE_SCRIPT) -> str | None:
     """The most frequent known value when at least ``share`` of the known values are it, else ``MIXED``;
     None when no value is known."""
-    counts = Counter(v for v in values if v is not None)
-    if not counts:
+    return dominant_of_counts(Counter(values), share)
+
+
+def dominant_of_counts(counts: Mapping[str | None, int], share: float = ONE_SCRIPT) -> str | None:
+    """:func:`dominant` from counts per value (a key of None is an unknown value, not counted)."""
+    known = {value: n for value, n in counts.items() if value is not None and n > 0}
+    if not known:
         return None
-    value, count = counts.most_common(1)[0]
-    return value if count >= share * counts.total() else MIXED
+    value = max(known, key=lambda v: known[v])
+    return value if known[value] >= share * sum(known.values()) else MIXED
 
 
 def bm25_gate(

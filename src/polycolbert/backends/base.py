@@ -110,12 +110,15 @@ class Backend(Protocol):
         filter: Filter | None = None,
         hybrid: bool = False,
         exhaustive: bool = False,
+        fusion: str = "none",
     ) -> list[list[SearchHit]]:
         """Top-``k`` hits per query, best first (``k`` of them whenever ``k`` live documents match).
 
         Give ``queries`` (texts, encoded by :meth:`encoder`), ``query_vectors`` (already encoded), or
-        both (``hybrid`` keyword ranking reads the texts). ``exhaustive`` scores every document with
-        exact MaxSim (no candidate generation): for checking. ``hybrid`` is the embedded index's.
+        both (``hybrid`` keyword ranking and ``fusion`` read the texts). ``exhaustive`` scores every
+        document with exact MaxSim (no candidate generation): for checking. ``hybrid`` is the embedded
+        index's. ``fusion="bm25"`` ranks MaxSim's best 100 again with BM25 by :mod:`polycolbert.fusion`'s
+        rule (hits then carry the fused score).
         """
         ...
 

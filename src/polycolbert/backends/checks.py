@@ -26,6 +26,7 @@ import numpy as np
 
 from polycolbert.documents import DocumentBatch, as_list, check_vectors, duplicates
 from polycolbert.filters import Expr, Filter, parse_filter
+from polycolbert.fusion import SEARCH_FUSIONS
 
 SHOWN = 10  # ids named in an error message
 
@@ -115,10 +116,16 @@ def check_search(
     filter: Filter | None,
     dimensions: int,
     model_name: str,
+    fusion: str = "none",
 ) -> CheckedSearch:
-    """``k`` a positive integer, query texts and/or query vectors (as many of each), a valid filter."""
+    """``k`` a positive integer, query texts and/or query vectors (as many of each), a valid filter, a
+    known fusion (given the query texts it reads)."""
     if isinstance(k, bool) or not isinstance(k, int) or k <= 0:
         raise ValueError(f"k must be a positive integer; got {k!r}")
+    if fusion not in SEARCH_FUSIONS:
+        raise ValueError(f"fusion must be one of {', '.join(SEARCH_FUSIONS)}; got {fusion!r}")
+    if fusion != "none" and queries is None:
+        raise ValueError(f"{fusion} fusion needs the query texts")
     if queries is None and query_vectors is None:
         raise ValueError("give queries (texts) or query_vectors")
     texts = None if queries is None else as_list(queries, "queries")

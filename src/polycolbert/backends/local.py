@@ -134,8 +134,9 @@ class LocalBackend:
         filter: Filter | None = None,
         hybrid: bool = False,
         exhaustive: bool = False,
+        fusion: str = "none",
     ) -> list[list[SearchHit]]:
-        request = check_search(queries, query_vectors, k, filter, self.dimensions, self.model_name)
+        request = check_search(queries, query_vectors, k, filter, self.dimensions, self.model_name, fusion)
         if hybrid and request.queries is None:
             raise ValueError("hybrid search needs the query texts")
         return self.index.search(
@@ -145,6 +146,7 @@ class LocalBackend:
             hybrid=hybrid,
             query_vectors=request.vectors,
             exhaustive=exhaustive,
+            fusion=fusion,
         )
 
     def existing(self, ids: Sequence[str]) -> set[str]:

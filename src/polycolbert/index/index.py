@@ -38,6 +38,7 @@ import numpy as np
 from polycolbert.documents import DocumentBatch, SearchHit, check_vectors
 from polycolbert.encoding.protocol import TokenEncoder
 from polycolbert.filters import Filter
+from polycolbert.fusion import SEARCH_FUSIONS, dominant_of_counts
 from polycolbert.index import compaction, integrity, search, snapshot, store
 from polycolbert.index import params as P
 from polycolbert.index.errors import IndexBusy, IndexDamaged, from_sqlite
@@ -361,8 +362,12 @@ class Index:
         hybrid: bool = False,
         query_vectors: Sequence[np.ndarray] | None = None,
         exhaustive: bool = False,
+        fusion: str = "none",
     ) -> list[list[SearchHit]]:
-        """Top-``k`` hits per query, best first; ``k`` of them whenever ``k`` live documents match."""
+        """Top-``k`` hits per query, best first; ``k`` of them whenever ``k`` live documents match.
+
+        ``fusion="bm25"`` ranks MaxSim's best 100 again with BM25 (:mod:`polycolbert.fusion`; needs the
+        query texts); the hits then carry the fused score."""
         if isinstance(k, bool) or not isinstance(k, int) or k <= 0:
             raise ValueError(f"k must be a positive integer; got {k!r}")
         if query_vectors is None:
@@ -370,11 +375,13 @@ class Index:
                 raise ValueError("give queries (texts) or query_vectors")
             query_vectors = self.encoder().encode_queries(list(queries), dimensions=self.dimensions)
         qs = check_vectors(query_vectors, "query_vectors", self.dimensions, self.model_name)
-        if hybrid and (queries is None or len(queries) != len(qs)):
-            raise ValueError("hybrid search needs the query texts")
+        if (hybrid or fusion != "none") and (queries is None or len(queries) != len(qs)):
+            raise ValueError(f"{'hybrid search' if hybrid else f'{fusion} fusion'} needs the query texts")
+        if hybrid and fusion != "none":
+            raise ValueError("choose hybrid search or fusion, not both")
         current = self._reader.current()
         texts = queries if hybrid else None
-        return search.search(self.db, current, qs, k, filter, texts, exhaustive)
+        return search.search(self.db, current, qs, k, filter, texts, exhaustive, fusion, queries)
 
     # ----------------------------------------------------------------- inspection
     @_translated
@@ -428,6 +435,20 @@ class Index:
             "drift": drift,
             "compactions": meta["compactions"],
             "version": meta["version"],
+            "fusion": self._consistent(lambda: self._fusion_info(n_docs)),
+        }
+
+    def _fusion_info(self, n_docs: int) -> dict[str, Any]:
+        """Which fusions this index can search with, what the BM25 lexicon costs, and the script the
+        BM25 gate reads (``"mixed"``: BM25 never counts)."""
+        if not store.has_lexicon(self.db):
+            return {"available": ["none"], "lexicon_bytes": 0, "corpus_script": None}
+        lexicon = store.lexicon_bytes(self.db)
+        return {
+            "available": list(SEARCH_FUSIONS),
+            "lexicon_bytes": lexicon,
+            "lexicon_bytes_per_document": lexicon / max(n_docs, 1),
+            "corpus_script": dominant_of_counts(store.script_counts(self.db)),
         }
 
     def check(self) -> list[str]:

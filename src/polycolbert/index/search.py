@@ -1,10 +1,12 @@
-"""Search over a ``Snapshot``: exact MaxSim for small indexes, PLAID's stages for big ones, hybrid fusion.
+"""Search over a ``Snapshot``: exact MaxSim for small indexes, PLAID's stages for big ones, then fusion.
 
 Small indexes (at most ``params.BRUTE_FORCE_TOKENS`` live tokens, or ``exhaustive=True``) decode every
 allowed token and score it exactly. Bigger ones go through PLAID's stages: probe the inverted lists of
 each query row's nearest centroids, score candidates by centroid interaction (cheaply from the lists,
 then fully from each candidate's distinct centroids), and decode only the last few to score exactly.
-Hybrid search fuses that ranking with SQLite FTS5's BM25 ranking by reciprocal rank.
+Hybrid search fuses that ranking with SQLite FTS5's BM25 ranking by reciprocal rank. BM25 fusion
+(``fusion="bm25"``) ranks MaxSim's best ``Fusion.depth`` documents again with the lexicon's BM25 scores, by
+the rule and weight of :mod:`polycolbert.fusion` (the one evaluation measured).
 
 Every ranking is ``scoring.top_k`` over candidates put in document-id order first (``best``), so equal
 scores fall back to the document id and results never depend on insertion order.
@@ -20,9 +22,11 @@ import numpy as np
 
 from polycolbert.documents import SearchHit
 from polycolbert.filters import Filter
+from polycolbert.fusion import CHOSEN, SEARCH_FUSIONS, dominant_of_counts, fuse_bm25, query_passes
 from polycolbert.index import params as P
 from polycolbert.index import store
 from polycolbert.index.snapshot import Snapshot
+from polycolbert.lexical import tokenize
 from polycolbert.scoring import maxsim_segments, token_chunks, top_k, without_padding_rows
 
 CHUNK_TOKENS = 1 << 16
@@ -38,17 +42,51 @@ def search(
     filter: Filter | None = None,
     hybrid_texts: Sequence[str] | None = None,
     exhaustive: bool = False,
+    fusion: str = "none",
+    fusion_texts: Sequence[str] | None = None,
 ) -> list[list[SearchHit]]:
     """Top-``k`` hits per query (checked float32 ``[rows, dims]`` arrays), best first; hybrid when the
-    query texts are given (one per query)."""
+    query texts are given (one per query); BM25-fused when ``fusion="bm25"`` (with the query texts)."""
+    if fusion not in SEARCH_FUSIONS:
+        raise ValueError(f"fusion must be one of {', '.join(SEARCH_FUSIONS)}; got {fusion!r}")
     allowed = snapshot.live.copy()
     if filter is not None:
         allowed &= np.isin(snapshot.docs, store.matching(db, filter))
-    depth = max(k, 100) if hybrid_texts is not None else k
+    depth = k
+    if hybrid_texts is not None:
+        depth = max(k, 100)
+    if fusion == "bm25":
+        depth = max(depth, CHOSEN["bm25"].depth)
     ranked = dense(snapshot, qs, allowed, depth, exhaustive)
     if hybrid_texts is not None:
         ranked = [fuse(db, snapshot, t, r, allowed, depth) for t, r in zip(hybrid_texts, ranked, strict=True)]
+    elif fusion == "bm25":
+        if fusion_texts is None or len(fusion_texts) != len(ranked):
+            raise ValueError("BM25 fusion needs the query texts")
+        if not store.has_lexicon(db):
+            raise ValueError(
+                "this index has no BM25 lexicon (it was written before format 3); "
+                "any write, or `polycolbert index compact`, adds it"
+            )
+        script = dominant_of_counts(store.script_counts(db))
+        ranked = [with_bm25(db, snapshot, t, r, script) for t, r in zip(fusion_texts, ranked, strict=True)]
     return [hits(db, snapshot, r[:k]) for r in ranked]
+
+
+def with_bm25(
+    db: sqlite3.Connection, snapshot: Snapshot, query: str, ranked: Ranked, script: str | None
+) -> Ranked:
+    """MaxSim's candidates ranked again with their BM25 scores (``fusion.fuse_bm25``; the gate reads the
+    corpus's ``script``); ties by document id."""
+    if not ranked:
+        return ranked
+    entries = np.array([e for e, _ in ranked], dtype=np.int64)
+    maxsim = np.array([s for _, s in ranked], dtype=np.float64)
+    docs = snapshot.docs[entries]
+    found = store.lexicon_scores(db, tokenize(query, None), docs.tolist())
+    bm25 = np.array([found.get(int(d), 0.0) for d in docs], dtype=np.float64)
+    fused = fuse_bm25(maxsim, bm25, query_passes(query, script))
+    return [(int(entries[i]), float(fused[i])) for i in best(snapshot, fused, entries, len(entries))]
 
 
 def dense(

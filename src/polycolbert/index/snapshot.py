@@ -202,6 +202,7 @@ def problems(db: sqlite3.Connection, folder: Path, dimensions: int, nbits: int) 
             snapshot = None  # named by the checksum pass below
         rows = store.token_counts(db)
         n_fts = store.count_full_text(db)
+        n_lexicon = store.count_lexicon(db) if store.has_lexicon(db) else len(rows)
     sums = integrity.checksum_problems(folder, referenced, recorded)
     if any(p.endswith(": missing") for p in sums):  # a compaction may have replaced them meanwhile
         still = store.referenced_files(db, folder)
@@ -221,4 +222,6 @@ def problems(db: sqlite3.Connection, folder: Path, dimensions: int, nbits: int) 
             break
     if n_fts != len(rows):
         found.append(f"full-text index has {n_fts} rows for {len(rows)} documents")
+    if n_lexicon != len(rows):
+        found.append(f"BM25 lexicon has {n_lexicon} rows for {len(rows)} documents")
     return found

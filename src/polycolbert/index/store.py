@@ -17,7 +17,14 @@ Staging folders are claimed with ``flock`` on a lock file, so a writer can tell 
 (locked) from a killed one's (the kernel released the lock).
 
 Tombstones: a segment entry whose document number is no longer in ``docs`` is dead; deleting or updating
-removes the row (and its FTS5 entry) in the same transaction, so deleted documents never come back.
+removes the row (and its FTS5 entries) in the same transaction, so deleted documents never come back.
+
+Two FTS5 tables index the texts: ``fts`` (the raw text, SQLite's tokenizer) for hybrid keyword search, and
+``lexicon`` (:func:`polycolbert.lexical.tokenize`'s terms, the same terms evaluation's BM25 uses, so CJK and
+Thai get bigrams) for BM25 fusion, with each document's script; ``scripts`` counts documents per script so
+the fusion gate reads the corpus's script without a scan. SQLite computes terms and scripts through two
+functions registered on every connection (``lexicon_terms``, ``lexicon_script``), inside the statements
+that insert and delete documents, so the three tables never disagree.
 """
 
 from __future__ import annotations
@@ -38,10 +45,12 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from polycolbert.filters import Filter
+from polycolbert.fusion import script_of
 from polycolbert.index.codec import Codec
 from polycolbert.index.errors import IndexBusy, IndexDamaged, is_busy, retry_after
 from polycolbert.index.filters import compile_filter
 from polycolbert.index.params import LOCK_TIMEOUT
+from polycolbert.lexical import tokenize
 
 DB_NAME = "index.sqlite"
 SEGMENTS = "segments"
@@ -51,6 +60,11 @@ RAW_ARRAYS = ("docs", "lengths", "vectors")
 RAW = "raw"  # the codec column of a raw segment
 IN_BATCH = 500  # ids per ``IN (...)`` list (SQLite caps the parameters of one statement)
 
+LEXICON_TABLES = (
+    "CREATE VIRTUAL TABLE IF NOT EXISTS lexicon USING fts5(terms, script UNINDEXED, tokenize='ascii')",
+    "CREATE TABLE IF NOT EXISTS scripts (script TEXT PRIMARY KEY, n INTEGER NOT NULL)",
+)
+LEXICON_SCHEMA = "".join(f"{statement};\n" for statement in LEXICON_TABLES)
 FILES_SCHEMA = """CREATE TABLE IF NOT EXISTS files (name TEXT PRIMARY KEY, owner TEXT NOT NULL,
     bytes INTEGER NOT NULL, sha256 TEXT NOT NULL);
 """
@@ -63,8 +77,10 @@ CREATE TABLE IF NOT EXISTS docs (doc INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQU
     metadata TEXT NOT NULL, segment TEXT NOT NULL, n_tokens INTEGER NOT NULL);
 CREATE VIRTUAL TABLE IF NOT EXISTS fts USING fts5(text);
 """
+    + LEXICON_SCHEMA
     + FILES_SCHEMA
 )
+NO_SCRIPT = ""  # the ``scripts`` key of documents without letters
 STAGED_SCHEMA = """CREATE TABLE rows (local INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, text TEXT,
     metadata TEXT NOT NULL, segment TEXT NOT NULL, n_tokens INTEGER NOT NULL)"""
 
@@ -75,7 +91,19 @@ def connect(path: Path, timeout: float = LOCK_TIMEOUT) -> sqlite3.Connection:
     db = sqlite3.connect(path / DB_NAME, timeout=timeout, isolation_level=None, check_same_thread=False)
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=FULL")
+    db.create_function("lexicon_terms", 1, lexicon_terms, deterministic=True)
+    db.create_function("lexicon_script", 1, lexicon_script, deterministic=True)
     return db
+
+
+def lexicon_terms(text: str | None) -> str:
+    """A text's BM25 terms, space-separated (FTS5's ``ascii`` tokenizer splits only there)."""
+    return " ".join(tokenize(text or "", None))
+
+
+def lexicon_script(text: str | None) -> str:
+    """A text's script (``NO_SCRIPT`` when it has no letters)."""
+    return script_of(text or "") or NO_SCRIPT
 
 
 def exists(path: Path) -> bool:
@@ -194,6 +222,34 @@ def insert_documents(db: sqlite3.Connection, rows: Sequence[DocumentRow]) -> Non
         [(r.doc, r.id, r.text, json.dumps(r.metadata), r.segment, r.n_tokens) for r in rows],
     )
     db.executemany("INSERT INTO fts (rowid, text) VALUES (?, ?)", [(r.doc, r.text) for r in rows])
+    for start in range(0, len(rows), IN_BATCH):
+        part = [r.doc for r in rows[start : start + IN_BATCH]]
+        _add_to_lexicon(db, f"SELECT doc, text FROM docs WHERE doc IN ({','.join('?' * len(part))})", part)
+
+
+def _add_to_lexicon(db: sqlite3.Connection, select_doc_text: str, args: Sequence[Any]) -> None:
+    """Lexicon entries and script counts for the (doc, text) rows of ``select_doc_text``."""
+    db.execute(
+        f"INSERT INTO lexicon (rowid, terms, script) SELECT doc, lexicon_terms(text), lexicon_script(text) "
+        f"FROM ({select_doc_text})",
+        args,
+    )
+    _count_scripts(db, f"SELECT doc FROM ({select_doc_text})", args, +1)
+
+
+def _remove_from_lexicon(db: sqlite3.Connection, select_doc: str, args: Sequence[Any]) -> None:
+    """Script counts down and lexicon entries out for the document numbers of ``select_doc``."""
+    _count_scripts(db, select_doc, args, -1)
+    db.execute(f"DELETE FROM lexicon WHERE rowid IN ({select_doc})", args)
+
+
+def _count_scripts(db: sqlite3.Connection, select_doc: str, args: Sequence[Any], sign: int) -> None:
+    db.execute(
+        f"INSERT INTO scripts (script, n) SELECT script, {sign} * COUNT(*) FROM lexicon "
+        f"WHERE rowid IN ({select_doc}) GROUP BY script "
+        "ON CONFLICT(script) DO UPDATE SET n = n + excluded.n",
+        args,
+    )
 
 
 def delete_documents(db: sqlite3.Connection, ids: list[str]) -> int:
@@ -203,6 +259,7 @@ def delete_documents(db: sqlite3.Connection, ids: list[str]) -> int:
         part = ids[start : start + IN_BATCH]
         marks = ",".join("?" * len(part))
         db.execute(f"DELETE FROM fts WHERE rowid IN (SELECT doc FROM docs WHERE id IN ({marks}))", part)
+        _remove_from_lexicon(db, f"SELECT doc FROM docs WHERE id IN ({marks})", part)
         removed += db.execute(f"DELETE FROM docs WHERE id IN ({marks})", part).rowcount
     return removed
 
@@ -289,6 +346,60 @@ def count_full_text(db: sqlite3.Connection) -> int:
     return int(db.execute("SELECT COUNT(*) FROM fts").fetchone()[0])
 
 
+def has_lexicon(db: sqlite3.Connection) -> bool:
+    """Whether the index has the BM25 lexicon (indexes written before format 3 get it at their next write)."""
+    found = db.execute("SELECT 1 FROM sqlite_master WHERE name = 'lexicon'").fetchone()
+    return found is not None
+
+
+def ensure_lexicon(db: sqlite3.Connection) -> None:
+    """Create and fill the lexicon of an index written before it (inside the caller's write transaction)."""
+    if has_lexicon(db):
+        return
+    for statement in LEXICON_TABLES:  # not executescript: it would commit the caller's transaction
+        db.execute(statement)
+    _add_to_lexicon(db, "SELECT doc, text FROM docs", ())
+
+
+def count_lexicon(db: sqlite3.Connection) -> int:
+    return int(db.execute("SELECT COUNT(*) FROM lexicon").fetchone()[0])
+
+
+def script_counts(db: sqlite3.Connection) -> dict[str | None, int]:
+    """Stored documents per script (None: no letters)."""
+    rows = db.execute("SELECT script, n FROM scripts WHERE n > 0").fetchall()
+    return {(script or None): int(n) for script, n in rows}
+
+
+def lexicon_scores(db: sqlite3.Connection, terms: list[str], docs: list[int]) -> dict[int, float]:
+    """BM25 (FTS5's, over the whole lexicon) of these document numbers for a query's terms; a document
+    that contains none of them is absent."""
+    if not terms or not docs:
+        return {}
+    match = " OR ".join('"' + t.replace('"', '""') + '"' for t in dict.fromkeys(terms))
+    out: dict[int, float] = {}
+    for start in range(0, len(docs), IN_BATCH):
+        part = docs[start : start + IN_BATCH]
+        rows = db.execute(
+            f"SELECT rowid, -bm25(lexicon) FROM lexicon WHERE lexicon MATCH ? AND rowid IN "
+            f"({','.join('?' * len(part))})",
+            [match, *part],
+        )
+        out.update((int(d), float(score)) for d, score in rows)
+    return out
+
+
+def lexicon_bytes(db: sqlite3.Connection) -> int:
+    """Bytes of the lexicon's pages (its FTS5 shadow tables and the script counts) in the database."""
+    try:
+        row = db.execute(
+            "SELECT COALESCE(SUM(pgsize), 0) FROM dbstat WHERE name LIKE 'lexicon%' OR name = 'scripts'"
+        ).fetchone()
+    except sqlite3.OperationalError:  # SQLite built without the dbstat table
+        return 0
+    return int(row[0])
+
+
 def matching(db: sqlite3.Connection, filter: Filter) -> np.ndarray:
     """Document numbers whose metadata passes the filter."""
     where, args = compile_filter(filter)
@@ -345,6 +456,7 @@ def delete_staged_ids(db: sqlite3.Connection) -> None:
     db.execute(
         "DELETE FROM fts WHERE rowid IN (SELECT doc FROM docs WHERE id IN (SELECT id FROM stage.rows))"
     )
+    _remove_from_lexicon(db, "SELECT doc FROM docs WHERE id IN (SELECT id FROM stage.rows)", ())
     db.execute("DELETE FROM docs WHERE id IN (SELECT id FROM stage.rows)")
 
 
@@ -358,6 +470,7 @@ def insert_staged_documents(db: sqlite3.Connection, first: int) -> int:
     db.execute(
         "INSERT INTO main.fts (rowid, text) SELECT local + ?, text FROM stage.rows ORDER BY local", (first,)
     )
+    _add_to_lexicon(db, "SELECT local + ? AS doc, text FROM stage.rows", (first,))
     return int(db.execute("SELECT COUNT(*) FROM stage.rows").fetchone()[0])
 
 

@@ -37,8 +37,9 @@ from polycolbert.index.errors import IndexBusy, IndexDamaged
 from polycolbert.index.sources import Source
 from polycolbert.index.store import RAW, SEGMENTS, FileSum, Segment, Staging
 
-FORMAT_VERSION = 2  # 2: every file's size and SHA-256 recorded at its commit (1: none recorded)
-FORMATS = (1, 2)  # what opens; a format 1 index gets its checksums at its next write
+# 3: a BM25 lexicon beside the full-text table; 2: every file's size and SHA-256 recorded at its commit
+FORMAT_VERSION = 3
+FORMATS = (1, 2, 3)  # what opens; an older index gets its checksums and its lexicon at its next write
 
 
 class Document(NamedTuple):
@@ -381,6 +382,7 @@ class Write:
         self.abandoned = False
         try:
             store.ensure_files_table(db)
+            store.ensure_lexicon(db)
             self.remove_orphans(db)
             yield db
             if self.abandoned:

@@ -322,6 +322,7 @@ class QdrantBackend:
         filter: Filter | None = None,
         hybrid: bool = False,
         exhaustive: bool = False,
+        fusion: str = "none",
         prefetch_limit: int | None = None,
     ) -> list[list[SearchHit]]:
         """Top-``k`` per query: prefetch candidates by the single vector, then rank them by exact MaxSim.
@@ -333,7 +334,9 @@ class QdrantBackend:
         """
         from qdrant_client import models
 
-        request = check_search(queries, query_vectors, k, filter, self.dimensions, self.model_name)
+        request = check_search(queries, query_vectors, k, filter, self.dimensions, self.model_name, fusion)
+        if fusion != "none":
+            raise ValueError(f"{fusion} fusion is not offered by the Qdrant backend yet")
         if hybrid:
             raise ValueError("hybrid (BM25 + ColBERT) search is offered by the embedded index, not by Qdrant")
         qfilter = compile_filter(request.filter) if request.filter is not None else None
