@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from polycolbert import ColBERT
-from polycolbert.rerank import Ranked, rerank, rerank_texts
+from polycolbert.fusion import fuse_bm25
+from polycolbert.rerank import Ranked, bm25_over, rerank, rerank_texts
 from polycolbert.scoring import explain_matches, maxsim
 
 
@@ -74,3 +75,32 @@ def test_blank_documents_rank_last_with_the_lowest_score_and_a_blank_query_is_re
     assert [r.index for r in rerank(q, [q, q[:1]], blank=[True, False])] == [1, 0]
     with pytest.raises(ValueError, match="flags"):
         rerank(q, [q], blank=[True, False])
+
+
+def test_bm25_fusion_reranks_by_the_rule_and_keeps_blank_documents_last():
+    rng = np.random.default_rng(1)
+    query = rng.standard_normal((3, 8)).astype(np.float32)
+    docs = [rng.standard_normal((n, 8)).astype(np.float32) for n in (4, 2, 5, 3)]
+    lexical = np.array([0.0, 2.0, 0.0, 7.0])
+    blank = [False, False, True, False]
+    ranked = rerank(query, docs, blank=blank, bm25=(lexical, True))
+    keep = [0, 1, 3]
+    expected = fuse_bm25(np.array([maxsim(query, docs[i]) for i in keep]), lexical[keep], gate_open=True)
+    assert [r.index for r in ranked] == [keep[i] for i in np.argsort(-expected, kind="stable")] + [2]
+    assert [r.score for r in ranked[:3]] == pytest.approx(sorted(expected, reverse=True), abs=1e-5)
+    assert ranked[3].score < ranked[2].score
+    closed = rerank(query, docs, bm25=(lexical, False))  # gate closed: MaxSim's order, z-scored
+    assert [r.index for r in closed] == [r.index for r in rerank(query, docs)]
+
+
+def test_bm25_over_the_given_documents_and_its_gate():
+    documents = ["apple pie recipe", "stock market news", "apple stock rose"]
+    scores, gate_open = bm25_over("apple stock", documents)
+    assert gate_open and scores[2] > max(scores[0], scores[1]) > 0
+    assert bm25_over("яблоко", documents)[1] is False  # another script
+    assert bm25_over("apple", [*documents, "яблочный пирог", "рынок акций"])[1] is False  # mixed scripts
+
+
+def test_rerank_texts_refuses_an_unknown_fusion(model):
+    with pytest.raises(ValueError, match="fusion must be one of none, bm25"):
+        rerank_texts(model, "q", ["d"], fusion="dense")

@@ -38,6 +38,7 @@ import unicodedata
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 import numpy as np
 
@@ -49,7 +50,8 @@ RRF_K = 60  # reciprocal rank constant of Cormack et al. (2009), as the index's 
 SCRIPT_SAMPLE = 1000  # characters of each text read to name its script
 ONE_SCRIPT = 0.9  # share of a corpus's documents (with letters) in one script for the corpus to have one
 MIXED = "mixed"  # what a corpus with no such script (or language) has
-SEARCH_FUSIONS = ("none", "bm25")  # what a search (index, Qdrant, /v1/rerank) may ask for
+SearchFusion = Literal["none", "bm25"]  # what a search (index, Qdrant, /v1/rerank) may ask for
+SEARCH_FUSIONS: tuple[str, ...] = get_args(SearchFusion)
 
 
 @dataclass(frozen=True)

@@ -3,8 +3,9 @@
 Words in scripts written with spaces are lower-cased and, when the text's language has a Snowball stemmer
 (PyStemmer), stemmed; runs of scripts written without spaces (Chinese, Japanese kana, Thai, Lao, Khmer,
 Myanmar) become overlapping character bigrams, the usual dictionary-free choice (Lucene's CJK analyzer does
-the same). ``polycolbert eval``'s BM25 (languages known per dataset) and the embedded index's lexicon
-(language unknown: no stemming) both tokenise here, so a term means the same thing in both.
+the same). ``polycolbert eval``'s BM25 (languages known per dataset), ``/v1/rerank``'s BM25 fusion and the
+embedded index's lexicon (language unknown: no stemming) all tokenise here, so a term means the same thing
+in each. :class:`BM25Index` scores a corpus held in memory (``bm25s``; Lucene's BM25 variant).
 
 >>> tokenize("Die Häuser stehen", "de")
 ['die', 'haus', 'steh']
@@ -17,8 +18,10 @@ the same). ``polycolbert eval``'s BM25 (languages known per dataset) and the emb
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Sequence
 from functools import cache
 
+import numpy as np
 import regex
 import Stemmer
 
@@ -92,3 +95,28 @@ def tokenize(text: str, language: str | None) -> list[str]:
     # Snowball can stem a short word to nothing (Greek does); an empty term would match bm25s's own
     # placeholder token, so drop it.
     return [t for t in terms if t]
+
+
+class BM25Index:
+    """An exhaustive BM25 scorer over one corpus (Lucene's BM25 variant, k1=1.5, b=0.75 as bm25s ships)."""
+
+    def __init__(
+        self, texts: Sequence[str], languages: Sequence[str | None], k1: float = 1.5, b: float = 0.75
+    ):
+        if len(texts) != len(languages):
+            raise ValueError("one language per text is required")
+        if not texts:
+            raise ValueError("cannot index an empty corpus")
+        import bm25s  # imported here: the index imports this module and never builds a BM25Index
+
+        self._model = bm25s.BM25(k1=k1, b=b)
+        tokens = [tokenize(t, lang) for t, lang in zip(texts, languages, strict=True)]
+        self._model.index(tokens, show_progress=False)
+        self._vocab = set(self._model.vocab_dict)
+
+    def scores(self, query: str, language: str | None) -> np.ndarray:
+        """BM25 score of every document (0 where no query term occurs)."""
+        terms = [t for t in tokenize(query, language) if t in self._vocab]
+        if not terms:
+            return np.zeros(self._model.scores["num_docs"], dtype=np.float32)
+        return np.asarray(self._model.get_scores(terms), dtype=np.float32)

@@ -12,6 +12,11 @@ is_blank`) is still ranked, keeping its index: it scores :func:`lowest_score`, t
 vectors can give, so it comes after every real document and one such document never fails a ranking.
 A blank query has nothing to rank by: :func:`check_query` refuses it, naming ``query``.
 
+BM25 fusion (opt-in, ``fusion="bm25"``): the documents given are the candidates, BM25 is computed over them
+(:func:`bm25_over`: their own term statistics, :mod:`polycolbert.lexical`'s terms) and
+:func:`polycolbert.fusion.fuse_bm25` ranks them again, with the script gate read from the documents. The
+score is then the fused one: z-scores relative to the documents given, not a MaxSim.
+
 >>> import numpy as np
 >>> q = np.eye(2, dtype=np.float32)
 >>> docs = [np.array([[0.6, 0.8]], np.float32), np.array([[1, 0], [0, 1]], np.float32)]
@@ -28,6 +33,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from polycolbert.encoding.recipe import is_blank
+from polycolbert.fusion import SEARCH_FUSIONS, dominant, fuse_bm25, query_passes, script_of
+from polycolbert.lexical import BM25Index
 from polycolbert.scoring import explain_matches, maxsim_packed, top_k
 
 if TYPE_CHECKING:
@@ -84,24 +91,47 @@ def check_query(query: str) -> None:
         raise ValueError(f"query is {what}; there is nothing to rank the documents by")
 
 
+def bm25_over(query: str, documents: Sequence[str]) -> tuple[np.ndarray, bool]:
+    """BM25 of each document for ``query`` with the documents as the corpus, and whether the script gate
+    lets it count (the documents share one script and the query is written in it)."""
+    gate_open = query_passes(query, dominant([script_of(d) for d in documents]))
+    index = BM25Index(documents, [None] * len(documents))
+    return index.scores(query, None).astype(np.float64), gate_open
+
+
+def check_fusion(fusion: str) -> None:
+    if fusion not in SEARCH_FUSIONS:
+        raise ValueError(f"fusion must be one of {', '.join(SEARCH_FUSIONS)}; got {fusion!r}")
+
+
 def rerank(
     query_vectors: np.ndarray,
     document_vectors: Sequence[np.ndarray],
     top_n: int | None = None,
     explain: bool = False,
     blank: Sequence[bool] | None = None,
+    bm25: tuple[np.ndarray, bool] | None = None,
 ) -> list[Ranked]:
     """The ``top_n`` best documents (all when None), best first; ``explain`` adds token alignments.
 
     ``blank[i]`` marks a document with nothing to match: it scores :func:`lowest_score` and, explained,
-    has no alignments.
+    has no alignments. ``bm25`` (:func:`bm25_over`'s scores and gate) fuses BM25 into the ranking of the
+    other documents; blank ones still come last.
     """
     scores = maxsim_packed(query_vectors, document_vectors)
     flags = list(blank) if blank is not None else [False] * len(document_vectors)
     if len(flags) != len(document_vectors):
         raise ValueError(f"blank has {len(flags)} flags for {len(document_vectors)} documents")
-    if any(flags):
-        scores[np.asarray(flags)] = lowest_score(query_vectors)
+    mask = np.asarray(flags, dtype=bool)
+    if bm25 is not None and (~mask).any():
+        lexical, gate_open = bm25
+        fused = fuse_bm25(scores[~mask], lexical[~mask], gate_open).astype(np.float32)
+        scores = np.zeros(len(flags), dtype=np.float32)
+        scores[~mask] = fused
+        if mask.any():
+            scores[mask] = fused.min() - 1.0  # below every fused score: blank documents stay last
+    elif mask.any():
+        scores[mask] = lowest_score(query_vectors)
 
     def alignments(i: int) -> list[tuple[int, int, float]] | None:
         if not explain:
@@ -147,12 +177,15 @@ def rerank_texts(
     top_n: int | None = None,
     dimensions: int | None = None,
     explain: bool = False,
+    fusion: str = "none",
 ) -> list[RankedText]:
-    """Encode ``query`` and ``documents`` with ``model`` at ``dimensions`` (default: the model's); rank.
+    """Encode ``query`` and ``documents`` with ``model`` at ``dimensions`` (default: the model's); rank
+    (``fusion="bm25"``: with BM25 fused in, see the module docstring).
 
     A blank query is a ``ValueError`` naming ``query``; blank documents rank last (module docstring).
     """
     check_query(query)
+    check_fusion(fusion)
     dim = model.check_dimensions(dimensions)
     documents = list(documents)
     query_tokens = model.tokenize([query], "query")
@@ -161,7 +194,8 @@ def rerank_texts(
     document_vectors = model.encode_tokenized(document_tokens, (dim,))[dim]
     blank = [t.blank for t in document_tokens]
     out = []
-    for r in rerank(query_vectors, document_vectors, top_n, explain, blank):
+    bm25 = bm25_over(query, documents) if fusion == "bm25" else None
+    for r in rerank(query_vectors, document_vectors, top_n, explain, blank, bm25):
         matches = None
         if r.alignments is not None:
             matches = token_matches(

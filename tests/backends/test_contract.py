@@ -98,7 +98,8 @@ def test_info_has_the_same_fields_on_every_backend(store: Backend, kind: str) ->
     assert isinstance(info, BackendInfo)
     as_json = json.loads(json.dumps(info.to_dict()))
     fields = ["backend", "location", "model", "dimensions", "documents", "tokens", "bytes_on_disk"]
-    assert list(as_json) == [*fields, "settings", "details"]
+    assert list(as_json) == [*fields, "settings", "details", "fusion"]
+    assert as_json["fusion"]["available"][0] == "none"
     texts, _, _ = corpus()
     assert (info.backend, info.model, info.dimensions, info.documents) == (kind, "hash-test-encoder", DIM, 30)
     assert info.tokens == sum(len(v) for v in encode(texts))

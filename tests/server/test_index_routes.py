@@ -43,11 +43,14 @@ def test_index_lifecycle(api):
     assert german["results"][0][0]["id"] == "turm"
     hybrid = api.post("/v1/indexes/demo/search", json={"queries": ["Tokyo"], "k": 3, "hybrid": True})
     exhaustive = api.post("/v1/indexes/demo/search", json={"queries": ["Tokyo"], "k": 3, "exhaustive": True})
+    fused = api.post("/v1/indexes/demo/search", json={"queries": ["Tokyo"], "k": 3, "fusion": "bm25"})
     assert exhaustive.json()["results"][0][0]["id"] == "tokyo"
     info = api.get("/v1/indexes/demo").json()
     assert info["documents"] == 3 and info["dimensions"] == 64
     if api.backend_kind == "folder":
         assert hybrid.json()["results"][0][0]["id"] == "tokyo" and info["bytes_on_disk"]["total"] > 0
+        assert fused.json()["results"][0][0]["id"] == "tokyo"
+        assert info["fusion"]["available"] == ["none", "bm25"] and info["fusion"]["lexicon_bytes"] > 0
     else:  # Qdrant has no keyword index: a clear 400, not a 500
         check(hybrid, 400)
         assert "embedded index" in hybrid.json()["detail"] and info["backend"] == "qdrant"
@@ -81,6 +84,9 @@ def test_index_errors(api, registry):
     assert blank.status_code == 200, blank.text  # one document's content never fails a write
     check(api.post("/v1/indexes/x/search", json={"queries": ["q"], "k": 0}), 422)
     check(api.post("/v1/indexes/x/search", json={"queries": ["q"], "filter": {"$bad": 1}}), 400)
+    wrong = api.post("/v1/indexes/x/search", json={"queries": ["q"], "fusion": "dense"})
+    check(wrong, 422)
+    assert "fusion" in wrong.text
     check(api.post("/v1/indexes/x/documents", json={"documents": []}), 422)
     no_root = TestClient(create_app(registry, keys=[], site=IN_PROCESS))
     check(no_root.get("/v1/indexes/x"), 404)

@@ -7,6 +7,8 @@ import base64
 import numpy as np
 import pytest
 
+from polycolbert.fusion import fuse_bm25
+from polycolbert.rerank import bm25_over
 from polycolbert.scoring import maxsim
 
 # The release note's curl body, byte for byte (its "# ..." remarks included).
@@ -354,3 +356,22 @@ def test_rendering_a_response_never_holds_up_the_event_loop(registry, monkeypatc
         waited = time.perf_counter() - started
         worker.join()
     assert waited < 0.5, waited
+
+
+def test_rerank_bm25_fusion_is_opt_in_and_follows_the_library(client, registry):
+    query = "How many foreign residents live in Berlin?"
+    payload = {"model": "jina-colbert-v2", "query": query, "documents": BERLIN, "return_documents": False}
+    plain = client.post("/v1/rerank", json=payload).json()["results"]
+    fused = client.post("/v1/rerank", json=payload | {"fusion": "bm25"}).json()["results"]
+    model = registry.get("jina-colbert-v2").model
+    query_vectors = model.encode_queries([query])[0]
+    maxsim_scores = np.array([maxsim(query_vectors, d) for d in model.encode_documents(BERLIN)])
+    lexical, gate_open = bm25_over(query, BERLIN)
+    assert gate_open  # English query, English documents
+    expected = fuse_bm25(maxsim_scores, lexical, gate_open)
+    assert [r["index"] for r in fused] == [int(i) for i in np.argsort(-expected, kind="stable")]
+    assert [r["relevance_score"] for r in fused] == pytest.approx(sorted(expected, reverse=True), abs=1e-3)
+    by_maxsim = sorted(maxsim_scores, reverse=True)
+    assert [r["relevance_score"] for r in plain] == pytest.approx(by_maxsim, abs=1e-3)
+    wrong = client.post("/v1/rerank", json=payload | {"fusion": "dense"})
+    assert wrong.status_code == 422 and "fusion" in wrong.text

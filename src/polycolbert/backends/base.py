@@ -47,6 +47,9 @@ class BackendInfo:
     """``{"total": ...}`` plus the store's own breakdown; None where the disk is not visible (a server)."""
     settings: dict[str, Any]
     details: dict[str, Any]
+    fusion: dict[str, Any] = dataclasses.field(default_factory=lambda: {"available": ["none"]})
+    """``available``: the ``search(fusion=...)`` values this store answers; plus what BM25 costs it (bytes)
+    and the script its gate reads (``"mixed"``: BM25 never counts)."""
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -27,7 +27,7 @@ from polycolbert.index import Index
 from polycolbert.index.params import NBITS, K
 
 # Index.info() keys that BackendInfo holds in its own fields or settings; the rest go to ``details``.
-_SHARED = ("path", "model", "dimensions", "documents", "tokens", "bytes_on_disk", "nbits")
+_SHARED = ("path", "model", "dimensions", "documents", "tokens", "bytes_on_disk", "nbits", "fusion")
 
 
 class LocalBackend:
@@ -174,6 +174,7 @@ class LocalBackend:
             bytes_on_disk=raw["bytes_on_disk"],
             settings={"nbits": raw["nbits"]},
             details={key: value for key, value in raw.items() if key not in _SHARED},
+            fusion=raw["fusion"],
         )
 
     def __len__(self) -> int:

@@ -230,6 +230,9 @@ def search(
     k: Annotated[int, typer.Option(help="Results per query.")] = K,
     exhaustive: Annotated[bool, typer.Option(help="Score every document (for checking).")] = False,
     hybrid: Annotated[bool, typer.Option(help="Fuse FTS5 keyword ranks with MaxSim (RRF).")] = False,
+    fusion: Annotated[
+        str, typer.Option(help="none, or bm25: rank MaxSim's best 100 again with BM25 (docs/quality.md).")
+    ] = "none",
     filter: Annotated[str | None, typer.Option(help='Metadata filter as JSON, e.g. {"lang": "de"}.')] = None,
     output: Annotated[Path | None, typer.Option(help="Write a TREC run file instead of JSON lines.")] = None,
 ) -> None:
@@ -256,7 +259,12 @@ def search(
         results = []
         for start in range(0, len(qtexts), 64):
             results += backend.search(
-                qtexts[start : start + 64], k=k, filter=parsed_filter, hybrid=hybrid, exhaustive=exhaustive
+                qtexts[start : start + 64],
+                k=k,
+                filter=parsed_filter,
+                hybrid=hybrid,
+                exhaustive=exhaustive,
+                fusion=fusion,
             )
     if output is not None:
         run = {qid: {hit.id: hit.score for hit in hits} for qid, hits in zip(qids, results, strict=True)}

@@ -34,11 +34,16 @@ def rerank(
     model: Annotated[str, typer.Option(help="Catalogue name, hub id or checkpoint folder.")] = DEFAULT_MODEL,
     dimensions: Annotated[int | None, typer.Option(help="128, 96 or 64 (what the model offers).")] = None,
     explain: Annotated[bool, typer.Option(help="Show which query tokens matched what.")] = False,
+    fusion: Annotated[
+        str, typer.Option(help="none, or bm25: rank again with BM25 over these documents (fused score).")
+    ] = "none",
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Rank DOCUMENTS (and those in --file) by MaxSim against --query, best first."""
     from polycolbert.encoding.encoder import ColBERT
-    from polycolbert.rerank import rerank_texts
+    from polycolbert.rerank import check_fusion, rerank_texts
+
+    check_fusion(fusion)
 
     texts = list(documents or [])
     ids: list[str | None] = [None] * len(texts)
@@ -50,7 +55,9 @@ def rerank(
     if top_n is not None and top_n <= 0:
         raise ValueError(f"--top-n must be a positive integer; got {top_n}")
     colbert = ColBERT.load(model)
-    ranked = rerank_texts(colbert, query, texts, top_n=top_n, dimensions=dimensions, explain=explain)
+    ranked = rerank_texts(
+        colbert, query, texts, top_n=top_n, dimensions=dimensions, explain=explain, fusion=fusion
+    )
     if as_json:
         results = []
         for r in ranked:

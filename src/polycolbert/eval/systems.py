@@ -1,6 +1,6 @@
 """The retrieval systems compared side by side, each turning a :class:`Dataset` into a TREC-style run.
 
-* ``bm25``: :mod:`polycolbert.eval.bm25`;
+* ``bm25``: :class:`polycolbert.lexical.BM25Index`;
 * ``dense``: the e5 backbone's own embedding (``query: ``/``passage: `` prefixes, mean pooling over every
   token, L2-normalised), the reference a ColBERT built on it has to beat;
 * ``colbert-raw``: MaxSim over the same pass's raw token states (384-d, L2-normalised, all tokens), i.e.
@@ -32,11 +32,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from polycolbert.encoding.encoder import ColBERT, InputType
 from polycolbert.encoding.recipe import length_sorted_batches
-from polycolbert.eval.bm25 import BM25Index
 from polycolbert.eval.cache import EncodingCache, fingerprint_modules
 from polycolbert.eval.datasets import Dataset
 from polycolbert.eval.exhaustive import ranked_runs
 from polycolbert.eval.fusion import FUSED_SYSTEMS
+from polycolbert.lexical import BM25Index
 from polycolbert.models.spec import MATRYOSHKA_DIMS
 from polycolbert.scoring import maxsim_buckets
 
@@ -143,9 +143,10 @@ class ColBERTEncoder:
         if not self.dims:
             raise ValueError(f"model {model.name} offers none of the dims {tuple(dims)}")
         modules = [getattr(model, "backbone", None), getattr(model, "heads", None)]
-        self.identity = (
-            f"{model.name}-{model.compute_dtype}-{fingerprint_modules(modules, repr(model.info()))}"
-        )
+        # Everything the vectors depend on (weights, recipe, dtype), not where the checkpoint lies: a
+        # clone elsewhere reads the same cache.
+        settings = {key: value for key, value in model.info().items() if key != "source"}
+        self.identity = f"{model.name}-{model.compute_dtype}-{fingerprint_modules(modules, repr(settings))}"
 
     def outputs(self) -> dict[str, int]:
         return {f"colbert-{d}": d for d in self.dims}

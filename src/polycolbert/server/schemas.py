@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 
 from polycolbert.encoding.dense import Task
+from polycolbert.fusion import SearchFusion
 from polycolbert.index.params import NBITS, K
 from polycolbert.models.catalog import DEFAULT_MODEL
 from polycolbert.rerank import Match
@@ -129,6 +130,7 @@ class RerankRequest(Strict):
     return_matches: StrictBool = False
     truncation: StrictBool | None = None
     dimensions: StrictInt | None = None
+    fusion: SearchFusion = "none"
 
     def query_text(self) -> str:
         return self.query if isinstance(self.query, str) else self.query.text
@@ -193,3 +195,4 @@ class SearchIndex(Strict):
     filter: dict[str, Any] | None = None
     hybrid: StrictBool = False
     exhaustive: StrictBool = False
+    fusion: SearchFusion = "none"

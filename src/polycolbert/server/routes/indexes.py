@@ -164,6 +164,7 @@ async def search_index(request: Request, name: str) -> dict[str, Any]:
         filter=body.filter,
         hybrid=body.hybrid,
         exhaustive=body.exhaustive,
+        fusion=body.fusion,
     )
     return {
         "object": "list",

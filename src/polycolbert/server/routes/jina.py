@@ -28,7 +28,7 @@ from polycolbert.encoding.dense import side_for_task
 from polycolbert.encoding.encoder import STATES, InputType
 from polycolbert.encoding.recipe import TokenizedText
 from polycolbert.formats import json_row_bytes, to_json_vectors
-from polycolbert.rerank import check_query, token_matches
+from polycolbert.rerank import bm25_over, check_query, token_matches
 from polycolbert.rerank import rerank as rank
 from polycolbert.server.admission import encode, tokenize
 from polycolbert.server.body import read_request
@@ -236,7 +236,8 @@ async def rerank(request: Request) -> Response:
     """Documents ranked by MaxSim against the query; ``return_matches`` shows which tokens matched.
 
     A blank document (empty, whitespace, only symbols) keeps its index and scores the lowest possible;
-    a blank query is a 400 that names ``query``.
+    a blank query is a 400 that names ``query``. ``fusion: "bm25"`` (opt-in) ranks again with BM25 over
+    the documents given (``polycolbert.rerank``); ``relevance_score`` is then the fused score.
     """
     body: RerankRequest = await read_request(request, RerankRequest)
     served = request.app.state.registry.get(body.model)
@@ -251,10 +252,13 @@ async def rerank(request: Request) -> Response:
     out = await encode(request, served, query_tok + doc_tok, (dim,))
     query, doc_vectors = out[dim][0], out[dim][1:]
     blank = [t.blank for t in doc_tok]
+    bm25 = bm25_over(body.query_text(), documents) if body.fusion == "bm25" else None
 
     def render() -> dict[str, Any]:
         results = []
-        for ranked in rank(query, doc_vectors, body.top_n, explain=body.return_matches, blank=blank):
+        for ranked in rank(
+            query, doc_vectors, body.top_n, explain=body.return_matches, blank=blank, bm25=bm25
+        ):
             result: dict[str, Any] = {"index": ranked.index}
             if body.return_documents:
                 original = body.documents[ranked.index]

@@ -5,7 +5,7 @@ from math import log
 import numpy as np
 import pytest
 
-from polycolbert.eval.bm25 import BM25Index, tokenize
+from polycolbert.lexical import BM25Index, tokenize
 
 
 def test_latin_words_are_lowercased_and_stemmed_in_their_language() -> None:
