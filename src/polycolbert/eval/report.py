@@ -109,7 +109,11 @@ def quality_bars(results: Sequence[DatasetResult], metric: str = "nDCG@10") -> l
         if "dense" in avg:
             theirs = avg["dense"][metric]
             bars.append(
-                (f"average: {system} >= dense + 0.03", ours >= theirs + 0.03, f"{ours:.4f} vs {theirs:.4f}")
+                (
+                    f"average: {system} >= dense + 0.03",
+                    ours >= theirs + 0.03,
+                    f"{ours:.4f} vs {theirs + 0.03:.4f} (dense {theirs:.4f})",
+                )
             )
         if "colbert-raw" in avg:
             theirs = avg["colbert-raw"][metric]
