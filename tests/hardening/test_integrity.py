@@ -20,6 +20,7 @@ import pytest
 from polycolbert.index import Index, IndexDamaged, check_folder
 from polycolbert.index import params as P
 from polycolbert.index.store import get_meta
+from polycolbert.index.writer import FORMAT_VERSION
 
 DIMS = 16
 DOCS = 700
@@ -193,8 +194,10 @@ def test_nan_in_raw_vectors_is_damage(tmp_path: Path) -> None:
 
 
 def test_an_index_written_before_checksums_opens_and_gets_them_at_its_next_write(ix: Path) -> None:
-    with sqlite3.connect(ix / "index.sqlite") as db:  # what format 1 wrote: no files table
+    with sqlite3.connect(ix / "index.sqlite") as db:  # what format 1 wrote: no files table, no lexicon
         db.execute("DROP TABLE files")
+        db.execute("DROP TABLE lexicon")
+        db.execute("DROP TABLE scripts")
         db.execute("UPDATE meta SET value = '1' WHERE key = 'format'")
     db.close()
     files = len(list((ix / "segments").iterdir()))
@@ -205,5 +208,6 @@ def test_an_index_written_before_checksums_opens_and_gets_them_at_its_next_write
             "the next write or `polycolbert index compact` records them"
         ]
         index.add(["new"], ids=["new"], vectors=unit_docs(1, 5, seed=9))
-        assert index.check() == [] and get_meta(index.db)["format"] == 2
+        assert index.check() == [] and get_meta(index.db)["format"] == FORMAT_VERSION == 3
+        assert index.info()["fusion"]["available"] == ["none", "bm25"]  # the lexicon came with the write
         assert index.search(query_vectors=QUERY, k=1)[0][0].id == "d42"
