@@ -22,8 +22,14 @@ Storage per document is measured, not assumed (Qdrant engine only): token rows p
 float32 vector bytes they imply, the payload's JSON bytes, and the local-mode folder's bytes on disk;
 docs/scaling.md scales them to 100M documents.
 
+``--bm25-bytes DATASET...`` measures only what BM25 fusion adds per document (no vectors, no model): the
+sparse vector's entries (one per distinct term; a u32 index and an f32 weight each, as Qdrant stores them,
+and the same again as postings of a server's inverted index), the script in the payload, and the
+local-mode folder's growth with and without the BM25 vectors (same points, 4-dim stand-in vectors).
+
     .venv/bin/python benchmarks/qdrant_backend.py --out docs/assets/qdrant_backend
     .venv/bin/python benchmarks/qdrant_backend.py --engine numpy --sample 1200 --limits 50 100 200 300 500
+    .venv/bin/python benchmarks/qdrant_backend.py --bm25-bytes scifact xquad-de xquad-zh jaquad-ja arcd-ar
 """
 
 from __future__ import annotations
@@ -41,8 +47,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # scifac
 
 from polycolbert.backends.muvera import Muvera
 from polycolbert.backends.qdrant import QdrantBackend, default_prefetch_limit, single_vector
+from polycolbert.backends.qdrant.bm25 import document_vector
+from polycolbert.backends.qdrant.layout import collection_settings, vectors_config
 from polycolbert.eval.exhaustive import ranked_runs
 from polycolbert.eval.metrics import evaluate
+from polycolbert.fusion import script_of
 from polycolbert.scoring import maxsim_buckets, maxsim_packed, top_k, without_padding_rows
 from scifact_vectors import load_scifact_vectors
 
@@ -60,7 +69,13 @@ def main() -> None:
     parser.add_argument(
         "--engine", choices=["qdrant", "numpy"], default="qdrant", help="numpy: same pipeline without Qdrant"
     )
+    parser.add_argument(
+        "--bm25-bytes", nargs="+", metavar="DATASET", help="only BM25's bytes per document, these datasets"
+    )
     args = parser.parse_args()
+    if args.bm25_bytes:
+        print(bm25_table({name: bm25_storage(name) for name in args.bm25_bytes}))
+        return
 
     corpus = load_scifact_vectors(dims=tuple(args.dims), sample=args.sample)
     dataset = corpus.dataset
@@ -186,6 +201,57 @@ def numpy_runs(
             runs.append(entry)
             print(dim, json.dumps(entry), flush=True)
     return runs
+
+
+def bm25_storage(name: str, root: Path = Path("/work/shared/data")) -> dict[str, float]:
+    """What BM25 fusion adds to each document of one dataset, computed from its format and measured in
+    local mode (the folder with the sparse vectors and scripts minus the folder without them)."""
+    from polycolbert.eval.datasets import load_beir
+
+    texts = load_beir(root / name).corpus_texts
+    entries = float(np.mean([len(document_vector(t)[0]) for t in texts]))
+    # the payload's ', "script": "LATIN"' (one byte less than its own JSON object's)
+    script = float(np.mean([len(json.dumps({"script": script_of(t)})) - 1 for t in texts]))
+    measured = {}
+    vectors = [np.full((1, 4), 0.5, np.float32)] * len(texts)
+    for with_bm25 in (True, False):
+        with tempfile.TemporaryDirectory() as tmp:
+            store = QdrantBackend.create(f"qdrant+local://{tmp}/c", model="stand-in", dimensions=4)
+            if not with_bm25:  # the layout before BM25: no sparse vector, no script
+                settings = collection_settings("stand-in", 4, "cosine", None, "mean", {})
+                del settings["bm25"]
+                store.client.delete_collection("c")
+                store.client.create_collection(
+                    "c", vectors_config=vectors_config(settings, False), metadata={"polycolbert": settings}
+                )
+                store.close()
+                store = QdrantBackend.open(f"qdrant+local://{tmp}/c")
+            store.add(texts=texts, ids=[str(i) for i in range(len(texts))], vectors=vectors)
+            store.close()
+            measured[with_bm25] = folder_bytes(Path(tmp))
+    return {
+        "documents": len(texts),
+        "sparse_entries_per_doc": entries,
+        "sparse_vector_bytes_per_doc": 8 * entries,
+        "server_postings_bytes_per_doc": 8 * entries,
+        "script_payload_bytes_per_doc": script,
+        "local_mode_bytes_per_doc_added": (measured[True] - measured[False]) / len(texts),
+    }
+
+
+def bm25_table(rows: dict[str, dict[str, float]]) -> str:
+    lines = [
+        "| dataset | documents | distinct terms / doc | sparse vector / doc | + server postings "
+        "| script in payload | local-mode file growth / doc (measured) |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, row in rows.items():
+        lines.append(
+            f"| {name} | {row['documents']} | {row['sparse_entries_per_doc']:.0f} "
+            f"| {row['sparse_vector_bytes_per_doc']:.0f} B | {row['server_postings_bytes_per_doc']:.0f} B "
+            f"| {row['script_payload_bytes_per_doc']:.0f} B | {row['local_mode_bytes_per_doc_added']:.0f} B |"
+        )
+    return "\n".join(lines)
 
 
 def storage_table(results: dict) -> str:
