@@ -212,3 +212,23 @@ def test_a_collection_from_before_bm25_says_how_to_get_fusion(tmp_path: Path) ->
     records, _ = old.client.scroll("old", limit=100, with_vectors=True)
     assert all("script" not in (r.payload or {}) and SPARSE not in (r.vector or {}) for r in records)
     old.close()
+
+
+def test_add_stream_writes_bm25_in_the_same_upserts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from polycolbert.documents import DocumentBatch
+
+    store = QdrantBackend.create(f"qdrant+local://{tmp_path}/q/docs", model=Encoder(), dimensions=DIM)
+    upserts: list[list] = []
+    real = store.client.upsert
+
+    def spy(collection: str, points: list, wait: bool) -> object:
+        upserts.append(points)
+        return real(collection, points=points, wait=wait)
+
+    monkeypatch.setattr(store.client, "upsert", spy)
+    added = store.add_stream([DocumentBatch(TEXTS[:5], ids=IDS[:5]), DocumentBatch(TEXTS[5:], ids=IDS[5:])])
+    assert added == len(TEXTS) and len(upserts) == 2
+    assert all(SPARSE in p.vector and p.payload["script"] == "LATIN" for batch in upserts for p in batch)
+    expected = hand_bm25("apple market", dict(zip(IDS, TEXTS, strict=True)))
+    assert stored_bm25(store, "apple market") == pytest.approx(expected, rel=1e-5)
+    store.close()
