@@ -178,10 +178,12 @@ def test_one_sparse_query_per_text_restricted_to_the_candidates(
     maxsim, sparse = sent
     assert [r.limit for r in maxsim] == [100] * 3  # MaxSim's best 100 (all 8 documents here)
     assert [r.prefetch.limit for r in maxsim] == [1000] * 3  # the default prefetch for that depth
+    assert [r.with_payload for r in maxsim] == [["id"]] * 3  # the winners' payloads come afterwards
     assert len(sparse) == 2  # "!!!" has no terms: BM25 is 0 for it, and nothing is asked
     candidates = {p for condition in sparse[0].filter.must for p in condition.has_id}
     assert len(candidates) == 8 and sparse[0].using == SPARSE and sparse[0].limit == 8
     assert [len(found) for found in hits] == [2, 2, 2] and hits[0][0].id == "t6"
+    assert all(h.text == TEXTS[IDS.index(h.id)] for found in hits for h in found)
 
 
 def test_a_filter_limits_the_candidates_bm25_sees(tmp_path: Path) -> None:

@@ -7,14 +7,14 @@ with the embedded index's rules and words, so both stores refuse the same things
 ``search(fusion="bm25")`` follows the embedded index: MaxSim's best ``CHOSEN["bm25"].depth`` candidates,
 their BM25 scores from the collection's sparse vector (one sparse query restricted to their ids), then
 :func:`polycolbert.fusion.fuse_bm25`, with the script gate reading the collection's scripts from Qdrant's
-facet counts. Three requests per search call, whatever the number of queries.
+facet counts. Four requests per search call, whatever the number of queries: MaxSim's candidates (their
+ids only), the facet, the sparse queries, and the winners' payloads.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -394,26 +394,17 @@ class QdrantBackend:
                     prefetch=prefetch,
                     filter=qfilter,
                     limit=depth,
-                    with_payload=True,
+                    # fused: only the ids of the candidates; the winners' payloads are fetched once ranked
+                    with_payload=True if fusion == "none" else ["id"],
                 )
             )
         points = [response.points for response in self._query(requests)]
-        hits = [
-            [
-                SearchHit(
-                    id=str((p.payload or {}).get("id")),
-                    score=float(p.score),
-                    text=(p.payload or {}).get("text"),
-                    metadata=(p.payload or {}).get("metadata") or {},
-                )
-                for p in found
-            ]
-            for found in points
-        ]
         if fusion == "bm25":
             assert request.queries is not None
-            hits = self._with_bm25(request.queries, points, hits)
-        return [found[:k] for found in hits]
+            ranked = self._with_bm25(request.queries, points, k)
+            payloads = self._payloads([point for found in ranked for point, _ in found])
+            return [[_hit(payloads[point], score) for point, score in found] for found in ranked]
+        return [[_hit(p.payload, p.score) for p in found] for found in points]
 
     def _query(self, requests: list[Any]) -> list[Any]:
         try:
@@ -422,10 +413,11 @@ class QdrantBackend:
             raise explain(error, self.location) from None
 
     def _with_bm25(
-        self, queries: list[str], points: list[list[Any]], hits: list[list[SearchHit]]
-    ) -> list[list[SearchHit]]:
-        """Each query's MaxSim candidates ranked again by ``fuse_bm25`` (ties by document id): their BM25
-        scores come from one sparse query per query text, restricted to the candidates' points."""
+        self, queries: list[str], points: list[list[Any]], k: int
+    ) -> list[list[tuple[str, float]]]:
+        """Each query's ``k`` best ``(point id, fused score)`` among its MaxSim candidates (``points``, with
+        MaxSim scores and their document ids), by ``fuse_bm25``, ties by document id. BM25 scores come from
+        one sparse query per query text, restricted to the candidates' points."""
         from qdrant_client import models
 
         asked, requests = [], []
@@ -444,18 +436,30 @@ class QdrantBackend:
                 )
         scored = dict(zip(asked, self._query(requests), strict=True))
         script = dominant_of_counts(self.script_counts()) if asked else None
-        fused_hits = []
-        for i, (text, found, ranked) in enumerate(zip(queries, points, hits, strict=True)):
-            if not found:
-                fused_hits.append(ranked)
-                continue
+        ranked = []
+        for i, (text, found) in enumerate(zip(queries, points, strict=True)):
             bm25 = {str(p.id): float(p.score) for p in scored[i].points} if i in scored else {}
-            maxsim = np.array([h.score for h in ranked], dtype=np.float64)
+            maxsim = np.array([p.score for p in found], dtype=np.float64)
             lexical = np.array([bm25.get(str(p.id), 0.0) for p in found], dtype=np.float64)
-            fused = fuse_bm25(maxsim, lexical, query_passes(text, script))
-            order = sorted(range(len(ranked)), key=lambda j: (-fused[j], ranked[j].id))
-            fused_hits.append([replace(ranked[j], score=float(fused[j])) for j in order])
-        return fused_hits
+            fused = fuse_bm25(maxsim, lexical, query_passes(text, script)) if found else maxsim
+            doc_ids = [str((p.payload or {}).get("id")) for p in found]
+            order = sorted(range(len(found)), key=lambda j: (-fused[j], doc_ids[j]))[:k]
+            ranked.append([(str(found[j].id), float(fused[j])) for j in order])
+        return ranked
+
+    def _payloads(self, points: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The payloads of these points (a search's winners, fetched once all queries are ranked)."""
+        found: dict[str, dict[str, Any]] = {}
+        wanted = list(dict.fromkeys(points))
+        for start in range(0, len(wanted), 256):
+            try:
+                records = self.client.retrieve(
+                    self.collection, ids=wanted[start : start + 256], with_payload=True, with_vectors=False
+                )
+            except connection_errors() as error:
+                raise explain(error, self.location) from None
+            found.update({str(r.id): r.payload or {} for r in records})
+        return found
 
     def script_counts(self) -> dict[str | None, int]:
         """How many points are written in each script (Qdrant's exact facet counts over ``script``)."""
@@ -565,6 +569,13 @@ class QdrantBackend:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _hit(payload: dict[str, Any] | None, score: float) -> SearchHit:
+    """A hit from a point's payload (id, text, metadata) and its score."""
+    found = payload or {}
+    text, metadata = found.get("text"), found.get("metadata") or {}
+    return SearchHit(id=str(found.get("id")), score=float(score), text=text, metadata=metadata)
 
 
 def _model_and_dims(model: TokenEncoder | str | None, dimensions: int | None) -> tuple[str, int]:
