@@ -22,8 +22,22 @@ Storage per document is measured, not assumed (Qdrant engine only): token rows p
 float32 vector bytes they imply, the payload's JSON bytes, and the local-mode folder's bytes on disk;
 docs/scaling.md scales them to 100M documents.
 
+``--bm25-bytes DATASET...`` measures only what BM25 fusion adds per document (no vectors, no model): the
+sparse vector's entries (one per distinct term; a u32 index and an f32 weight each, as Qdrant stores them,
+and the same again as postings of a server's inverted index), the script in the payload, and the
+local-mode folder's growth with and without the BM25 vectors (same points, 4-dim stand-in vectors).
+
     .venv/bin/python benchmarks/qdrant_backend.py --out docs/assets/qdrant_backend
     .venv/bin/python benchmarks/qdrant_backend.py --engine numpy --sample 1200 --limits 50 100 200 300 500
+    .venv/bin/python benchmarks/qdrant_backend.py --bm25-bytes scifact xquad-de xquad-zh jaquad-ja arcd-ar
+
+``--bm25-quality DATASET...`` asks what the fixed average length costs: nDCG@10 of ColBERT-128 alone
+(exhaustive MaxSim), and of the fusion the backend runs over MaxSim's best 100 (``fuse_bm25``, the script
+gate) with the backend's BM25 at ``AVG_LENGTH``, with the same BM25 at the corpus's true average length,
+and with the evaluation's BM25 (bm25s, stemmed in the dataset's language: what the weight was chosen
+with). numpy, no Qdrant (``tests/backends/test_qdrant_fusion.py`` checks the backend computes this rule).
+
+    .venv/bin/python benchmarks/qdrant_backend.py --bm25-quality xquad-de xquad-zh arcd-ar scifact
 """
 
 from __future__ import annotations
@@ -40,9 +54,13 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # scifact_vectors, shared with tests
 
 from polycolbert.backends.muvera import Muvera
-from polycolbert.backends.qdrant import QdrantBackend, default_prefetch_limit, single_vector
+from polycolbert.backends.qdrant import QdrantBackend, bm25, default_prefetch_limit, single_vector
+from polycolbert.backends.qdrant.bm25 import document_vector, query_vector
+from polycolbert.backends.qdrant.layout import collection_settings, vectors_config
 from polycolbert.eval.exhaustive import ranked_runs
 from polycolbert.eval.metrics import evaluate
+from polycolbert.fusion import script_of
+from polycolbert.lexical import tokenize
 from polycolbert.scoring import maxsim_buckets, maxsim_packed, top_k, without_padding_rows
 from scifact_vectors import load_scifact_vectors
 
@@ -60,7 +78,19 @@ def main() -> None:
     parser.add_argument(
         "--engine", choices=["qdrant", "numpy"], default="qdrant", help="numpy: same pipeline without Qdrant"
     )
+    parser.add_argument(
+        "--bm25-bytes", nargs="+", metavar="DATASET", help="only BM25's bytes per document, these datasets"
+    )
+    parser.add_argument(
+        "--bm25-quality", nargs="+", metavar="DATASET", help="only nDCG@10 of BM25 fusion, these datasets"
+    )
     args = parser.parse_args()
+    if args.bm25_quality:
+        print(quality_table({name: bm25_quality(name) for name in args.bm25_quality}))
+        return
+    if args.bm25_bytes:
+        print(bm25_table({name: bm25_storage(name) for name in args.bm25_bytes}))
+        return
 
     corpus = load_scifact_vectors(dims=tuple(args.dims), sample=args.sample)
     dataset = corpus.dataset
@@ -186,6 +216,133 @@ def numpy_runs(
             runs.append(entry)
             print(dim, json.dumps(entry), flush=True)
     return runs
+
+
+def bm25_storage(name: str, root: Path = Path("/work/shared/data")) -> dict[str, float]:
+    """What BM25 fusion adds to each document of one dataset, computed from its format and measured in
+    local mode (the folder with the sparse vectors and scripts minus the folder without them)."""
+    from polycolbert.eval.datasets import load_beir
+
+    texts = load_beir(root / name).corpus_texts
+    entries = float(np.mean([len(document_vector(t)[0]) for t in texts]))
+    # the payload's ', "script": "LATIN"' (one byte less than its own JSON object's)
+    script = float(np.mean([len(json.dumps({"script": script_of(t)})) - 1 for t in texts]))
+    measured = {}
+    vectors = [np.full((1, 4), 0.5, np.float32)] * len(texts)
+    for with_bm25 in (True, False):
+        with tempfile.TemporaryDirectory() as tmp:
+            store = QdrantBackend.create(f"qdrant+local://{tmp}/c", model="stand-in", dimensions=4)
+            if not with_bm25:  # the layout before BM25: no sparse vector, no script
+                settings = collection_settings("stand-in", 4, "cosine", None, "mean", {})
+                del settings["bm25"]
+                store.client.delete_collection("c")
+                store.client.create_collection(
+                    "c", vectors_config=vectors_config(settings, False), metadata={"polycolbert": settings}
+                )
+                store.close()
+                store = QdrantBackend.open(f"qdrant+local://{tmp}/c")
+            store.add(texts=texts, ids=[str(i) for i in range(len(texts))], vectors=vectors)
+            store.close()
+            measured[with_bm25] = folder_bytes(Path(tmp))
+    return {
+        "documents": len(texts),
+        "sparse_entries_per_doc": entries,
+        "sparse_vector_bytes_per_doc": 8 * entries,
+        "server_postings_bytes_per_doc": 8 * entries,
+        "script_payload_bytes_per_doc": script,
+        "local_mode_bytes_per_doc_added": (measured[True] - measured[False]) / len(texts),
+    }
+
+
+def bm25_quality(name: str, root: Path = Path("/work/shared/data"), dim: int = 128) -> dict[str, float]:
+    """nDCG@10 of MaxSim alone and fused with three BM25s (see the module docstring)."""
+    from rich.console import Console
+
+    from polycolbert import ColBERT
+    from polycolbert.eval.cache import default_cache_dir
+    from polycolbert.eval.datasets import load_beir
+    from polycolbert.eval.systems import ColBERTEncoder, _progress, encode_cached, run_bm25
+    from polycolbert.fusion import CHOSEN, dominant, fuse_bm25, query_passes
+
+    dataset = load_beir(root / name)
+    texts, ids = dataset.corpus_texts, dataset.corpus_ids
+    encoder = ColBERTEncoder(ColBERT.load(), (dim,))
+    with _progress(Console(stderr=True)) as progress:
+        wanted = [f"colbert-{dim}"]
+        docs = encode_cached(encoder, texts, "document", wanted, default_cache_dir(), progress)[wanted[0]]
+        queries = encode_cached(encoder, dataset.query_texts, "query", wanted, default_cache_dir(), progress)
+    maxsim = maxsim_buckets([without_padding_rows(q) for q in queries[wanted[0]]], docs)
+    depth = CHOSEN["bm25"].depth
+    candidates = [top_k(row, depth) for row in maxsim]
+    script = dominant([script_of(t) for t in texts])
+    gates = [query_passes(q, script) for q in dataset.query_texts]
+    evaluation = run_bm25(dataset, k=depth, keep_scores=True).scores
+    assert evaluation is not None
+
+    def qdrant_bm25(avg_length: float) -> np.ndarray:
+        """The backend's BM25 (its sparse vectors, Qdrant's IDF) of each query's candidates."""
+        params = {"k1": 1.2, "b": 0.75, "avg_length": avg_length}
+        vectors = [dict(zip(*document_vector(t, params), strict=True)) for t in texts]
+        with_terms = sum(bool(v) for v in vectors)
+        df: dict[int, int] = {}
+        for v in vectors:
+            for term in v:
+                df[term] = df.get(term, 0) + 1
+        out = np.zeros((len(candidates), depth))
+        for i, (query, chosen) in enumerate(zip(dataset.query_texts, candidates, strict=True)):
+            for term in query_vector(query)[0]:
+                idf = np.log((with_terms - df.get(term, 0) + 0.5) / (df.get(term, 0) + 0.5) + 1)
+                out[i, : len(chosen)] += [idf * vectors[d].get(term, 0.0) for d in chosen]
+        return out
+
+    true_length = float(np.mean([len(tokenize(t, None)) for t in texts]))
+    signals = {
+        f"fused, backend BM25 (avg length {bm25.AVG_LENGTH})": qdrant_bm25(bm25.AVG_LENGTH),
+        f"fused, backend BM25 (true avg length {true_length:.0f})": qdrant_bm25(true_length),
+        "fused, evaluation BM25 (bm25s, stemmed)": np.stack(
+            [row[chosen] for row, chosen in zip(evaluation, candidates, strict=True)]
+        ),
+    }
+    result = {"queries": len(dataset.query_ids), "gate open": float(np.mean(gates))}
+    plain = {
+        q: {ids[d]: float(row[d]) for d in chosen}
+        for q, row, chosen in zip(dataset.query_ids, maxsim, candidates, strict=True)
+    }
+    result["ColBERT-128 alone"] = evaluate(dataset.qrels, plain)["nDCG@10"]
+    for label, lexical in signals.items():
+        run = {}
+        for q, row, chosen, scores, gate in zip(
+            dataset.query_ids, maxsim, candidates, lexical, gates, strict=True
+        ):
+            fused = fuse_bm25(row[chosen], scores[: len(chosen)], gate)
+            run[q] = {ids[d]: float(f) for d, f in zip(chosen, fused, strict=True)}
+        result[label] = evaluate(dataset.qrels, run)["nDCG@10"]
+    print(name, json.dumps(result), flush=True)
+    return result
+
+
+def quality_table(rows: dict[str, dict[str, float]]) -> str:
+    columns = [c for c in next(iter(rows.values())) if c != "queries"]
+    lines = ["| dataset | queries | " + " | ".join(columns) + " |", "|---|" + "---:|" * (len(columns) + 1)]
+    for name, row in rows.items():
+        values = " | ".join(f"{row[c]:.4f}" if c != "gate open" else f"{row[c]:.2f}" for c in columns)
+        lines.append(f"| {name} | {row['queries']:.0f} | {values} |")
+    return "\n".join(lines)
+
+
+def bm25_table(rows: dict[str, dict[str, float]]) -> str:
+    lines = [
+        "| dataset | documents | distinct terms / doc | sparse vector / doc | + server postings "
+        "| script in payload | local-mode file growth / doc (measured) |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, row in rows.items():
+        lines.append(
+            f"| {name} | {row['documents']} | {row['sparse_entries_per_doc']:.0f} "
+            f"| {row['sparse_vector_bytes_per_doc']:.0f} B | {row['server_postings_bytes_per_doc']:.0f} B "
+            f"| {row['script_payload_bytes_per_doc']:.0f} B | {row['local_mode_bytes_per_doc_added']:.0f} B |"
+        )
+    return "\n".join(lines)
 
 
 def storage_table(results: dict) -> str:

@@ -278,6 +278,9 @@ BAD_SEARCHES = [
     ),
     ({"queries": ["w1"], "filter": {"year": {"$like": 3}}}, FilterError, r"filter.year.\$like: unknown"),
     ({"queries": ["w1"], "filter": {"$xor": []}}, FilterError, "unknown operator"),
+    ({"queries": ["w1"], "fusion": "dense"}, ValueError, "fusion must be one of none, bm25; got 'dense'"),
+    ({"queries": ["w1"], "fusion": None}, ValueError, "fusion must be one of none, bm25; got None"),
+    ({"query_vectors": [np.ones((2, DIM))], "fusion": "bm25"}, ValueError, "bm25 fusion needs the query"),
 ]
 
 
@@ -287,6 +290,22 @@ def test_search_rules_are_the_same_on_every_backend(
 ) -> None:
     with pytest.raises(error, match=message):
         store.search(**call)
+
+
+def test_bm25_fusion_finds_the_same_best_document_on_every_backend(store: Backend, kind: str) -> None:
+    # Three documents share MaxSim's best score for "w3 zeppelin" (one word matched exactly, the other not);
+    # only BM25 tells the one that says "zeppelin" most often and most briefly.
+    store.add(
+        texts=["zeppelin zeppelin w3", "zeppelin w3 w7 w8 w9 w10 w11 w0", "w3 zeppelin w6 w6 w6 w6"],
+        ids=["brief", "long", "diluted"],
+    )
+    plain = store.search(["w3 zeppelin"], k=3)[0]
+    assert {h.id for h in plain} == {"brief", "long", "diluted"}
+    assert len({round(h.score, 4) for h in plain}) == 1
+    fused = store.search(["w3 zeppelin"], k=3, fusion="bm25")[0]
+    assert [h.id for h in fused][:1] == ["brief"]
+    assert fused[0].score > fused[1].score
+    assert store.info().details["fusion"]["corpus_script"] == "LATIN"
 
 
 def test_hybrid_needs_query_texts_or_is_refused(store: Backend, kind: str) -> None:

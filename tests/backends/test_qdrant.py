@@ -391,6 +391,10 @@ def test_real_server_round_trip() -> None:
         hits = store.search(query_vectors=[vectors[3]], k=5, filter={"lang": "de"})[0]
         assert hits[0].id == "doc-3" and all(h.metadata["lang"] == "de" for h in hits)
         assert store.info().settings["shard_number"] == 2
+        # BM25 fusion: the sparse vector with server-side IDF, facet counts over the indexed script key
+        assert store.script_counts() == {"LATIN": 30}
+        fused = store.search(["text 3"], query_vectors=[vectors[3]], k=3, fusion="bm25")[0]
+        assert fused[0].id == "doc-3" and fused[0].score > fused[1].score
         with pytest.raises(ValueError, match="stores 16-dim"):
             QdrantBackend.open(location, dimensions=32)
         if os.environ.get("QDRANT_API_KEY"):

@@ -3,6 +3,12 @@
 The collection's layout is ``layout.py``; reaching the server and wording its errors, ``connection.py``;
 filters, ``filters.py``. Inputs are checked by ``backends/checks.py`` before anything is encoded or sent,
 with the embedded index's rules and words, so both stores refuse the same things the same way.
+
+``search(fusion="bm25")`` follows the embedded index: MaxSim's best ``CHOSEN["bm25"].depth`` candidates,
+their BM25 scores from the collection's sparse vector (one sparse query restricted to their ids), then
+:func:`polycolbert.fusion.fuse_bm25`, with the script gate reading the collection's scripts from Qdrant's
+facet counts. Four requests per search call, whatever the number of queries: MaxSim's candidates (their
+ids only), the facet, the sparse queries, and the winners' payloads.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from polycolbert.backends.checks import (
     refuse_unknown,
 )
 from polycolbert.backends.muvera import Muvera
+from polycolbert.backends.qdrant.bm25 import document_vector, query_vector
 from polycolbert.backends.qdrant.connection import (
     DEFAULT_TIMEOUT,
     LOCAL_CLIENTS,
@@ -37,18 +44,24 @@ from polycolbert.backends.qdrant.filters import compile_filter
 from polycolbert.backends.qdrant.layout import (
     FORMAT,
     MULTI,
+    SCRIPT,
     SINGLE,
+    SPARSE,
     collection_settings,
     default_prefetch_limit,
     point_id,
     single_vector,
+    sparse_config,
     vectors_config,
 )
 from polycolbert.documents import DocumentBatch, SearchHit
 from polycolbert.encoding.protocol import TokenEncoder
 from polycolbert.filters import Filter
+from polycolbert.fusion import CHOSEN, dominant_of_counts, fuse_bm25, query_passes, script_of
 from polycolbert.index.params import K
 from polycolbert.scoring import without_padding_rows
+
+FACET_LIMIT = 1000  # distinct scripts a facet returns: more than Unicode has
 
 
 class QdrantBackend:
@@ -74,6 +87,7 @@ class QdrantBackend:
         self.dimensions: int = int(settings["dimensions"])
         self.prefetch: str | None = settings.get("prefetch")
         self.muvera = Muvera(self.dimensions, **settings["muvera"]) if self.prefetch == "muvera" else None
+        self.bm25: dict[str, Any] | None = settings.get("bm25")  # None: made before BM25 was stored
         self._model = model if model is not None and not isinstance(model, str) else None
         self.local_folder = local_folder
         self.batch_size = batch_size
@@ -152,6 +166,8 @@ class QdrantBackend:
         **options: Any,
     ) -> QdrantBackend:
         """Create the collection (every setting checked before anything is written)."""
+        from qdrant_client import models
+
         model_name, dims = _model_and_dims(model, dimensions)
         sharding = {
             "shard_number": shard_number,
@@ -184,6 +200,7 @@ class QdrantBackend:
                 client.create_collection(
                     collection,
                     vectors_config=vectors,
+                    sparse_vectors_config=sparse_config(on_disk),
                     shard_number=shard_number,
                     replication_factor=replication_factor,
                     write_consistency_factor=write_consistency_factor,
@@ -191,6 +208,10 @@ class QdrantBackend:
                     metadata={"polycolbert": settings},
                     timeout=timeout,
                 )
+                if folder is None:  # a server counts facets only over an indexed key; local mode needs none
+                    client.create_payload_index(
+                        collection, SCRIPT, field_schema=models.PayloadSchemaType.KEYWORD, wait=True
+                    )
             except connection_errors() as error:
                 raise explain(error, location) from None
         except BaseException:
@@ -237,6 +258,11 @@ class QdrantBackend:
             if single is not None:
                 named[SINGLE] = single
             payload = {"id": doc_id, "text": text, "metadata": meta, "n_tokens": int(array.shape[0])}
+            if self.bm25 is not None:
+                indices, values = document_vector(text, self.bm25)
+                if indices:  # a text without terms holds no sparse vector (and is no part of BM25's N)
+                    named[SPARSE] = models.SparseVector(indices=indices, values=values)
+                payload[SCRIPT] = script_of(text)
             points.append(models.PointStruct(id=point_id(doc_id), vector=named, payload=payload))
         return points
 
@@ -330,15 +356,20 @@ class QdrantBackend:
         ``prefetch_limit`` (default: the backend's, else ``default_prefetch_limit``: ``max(100, 10 k)``
         for the mean vector, ``max(300, 30 k)`` for MUVERA) is how many candidates the
         single vector brings; ``0`` (or ``exhaustive=True``) skips the prefetch and scans every point with
-        exact MaxSim.
+        exact MaxSim. ``fusion="bm25"`` ranks MaxSim's best ``max(k, CHOSEN["bm25"].depth)`` again with
+        BM25 (hits carry the fused score; the default prefetch is then the one for that depth).
         """
         from qdrant_client import models
 
         request = check_search(queries, query_vectors, k, filter, self.dimensions, self.model_name, fusion)
-        if fusion != "none":
-            raise ValueError(f"{fusion} fusion is not offered by the Qdrant backend yet")
         if hybrid:
             raise ValueError("hybrid (BM25 + ColBERT) search is offered by the embedded index, not by Qdrant")
+        if fusion == "bm25" and self.bm25 is None:
+            raise ValueError(
+                f"{self.location}: this collection has no BM25 vectors (it was created before they were "
+                "stored); create a new collection and add the documents again to search it with bm25 fusion"
+            )
+        depth = max(k, CHOSEN["bm25"].depth) if fusion == "bm25" else k
         qfilter = compile_filter(request.filter) if request.filter is not None else None
         if request.vectors is not None:
             arrays = request.vectors
@@ -347,12 +378,12 @@ class QdrantBackend:
             arrays = self.model.encode_queries(request.queries, dimensions=self.dimensions)
         arrays = [without_padding_rows(a) for a in arrays]
         chosen = 0 if exhaustive else prefetch_limit if prefetch_limit is not None else self.prefetch_limit
-        limit = default_prefetch_limit(self.prefetch, k) if chosen is None else int(chosen)
+        limit = default_prefetch_limit(self.prefetch, depth) if chosen is None else int(chosen)
         requests = []
         for array in arrays:
             single = self._single(array, document=False) if limit > 0 else None
             prefetch = (
-                models.Prefetch(query=single, using=SINGLE, filter=qfilter, limit=max(limit, k))
+                models.Prefetch(query=single, using=SINGLE, filter=qfilter, limit=max(limit, depth))
                 if single is not None
                 else None
             )
@@ -362,26 +393,81 @@ class QdrantBackend:
                     using=MULTI,
                     prefetch=prefetch,
                     filter=qfilter,
-                    limit=k,
-                    with_payload=True,
+                    limit=depth,
+                    # fused: only the ids of the candidates; the winners' payloads are fetched once ranked
+                    with_payload=True if fusion == "none" else ["id"],
                 )
             )
+        points = [response.points for response in self._query(requests)]
+        if fusion == "bm25":
+            assert request.queries is not None
+            ranked = self._with_bm25(request.queries, points, k)
+            payloads = self._payloads([point for found in ranked for point, _ in found])
+            return [[_hit(payloads[point], score) for point, score in found] for found in ranked]
+        return [[_hit(p.payload, p.score) for p in found] for found in points]
+
+    def _query(self, requests: list[Any]) -> list[Any]:
         try:
-            responses = self.client.query_batch_points(self.collection, requests=requests) if requests else []
+            return self.client.query_batch_points(self.collection, requests=requests) if requests else []
         except connection_errors() as error:
             raise explain(error, self.location) from None
-        return [
-            [
-                SearchHit(
-                    id=str((p.payload or {}).get("id")),
-                    score=float(p.score),
-                    text=(p.payload or {}).get("text"),
-                    metadata=(p.payload or {}).get("metadata") or {},
+
+    def _with_bm25(
+        self, queries: list[str], points: list[list[Any]], k: int
+    ) -> list[list[tuple[str, float]]]:
+        """Each query's ``k`` best ``(point id, fused score)`` among its MaxSim candidates (``points``, with
+        MaxSim scores and their document ids), by ``fuse_bm25``, ties by document id. BM25 scores come from
+        one sparse query per query text, restricted to the candidates' points."""
+        from qdrant_client import models
+
+        asked, requests = [], []
+        for i, (text, found) in enumerate(zip(queries, points, strict=True)):
+            indices, values = query_vector(text)
+            if found and indices:  # no terms, or no candidates: BM25 is 0 everywhere
+                asked.append(i)
+                requests.append(
+                    models.QueryRequest(
+                        query=models.SparseVector(indices=indices, values=values),
+                        using=SPARSE,
+                        filter=models.Filter(must=[models.HasIdCondition(has_id=[p.id for p in found])]),
+                        limit=len(found),
+                        with_payload=False,
+                    )
                 )
-                for p in response.points
-            ]
-            for response in responses
-        ]
+        scored = dict(zip(asked, self._query(requests), strict=True))
+        script = dominant_of_counts(self.script_counts()) if asked else None
+        ranked = []
+        for i, (text, found) in enumerate(zip(queries, points, strict=True)):
+            bm25 = {str(p.id): float(p.score) for p in scored[i].points} if i in scored else {}
+            maxsim = np.array([p.score for p in found], dtype=np.float64)
+            lexical = np.array([bm25.get(str(p.id), 0.0) for p in found], dtype=np.float64)
+            fused = fuse_bm25(maxsim, lexical, query_passes(text, script)) if found else maxsim
+            doc_ids = [str((p.payload or {}).get("id")) for p in found]
+            order = sorted(range(len(found)), key=lambda j: (-fused[j], doc_ids[j]))[:k]
+            ranked.append([(str(found[j].id), float(fused[j])) for j in order])
+        return ranked
+
+    def _payloads(self, points: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The payloads of these points (a search's winners, fetched once all queries are ranked)."""
+        found: dict[str, dict[str, Any]] = {}
+        wanted = list(dict.fromkeys(points))
+        for start in range(0, len(wanted), 256):
+            try:
+                records = self.client.retrieve(
+                    self.collection, ids=wanted[start : start + 256], with_payload=True, with_vectors=False
+                )
+            except connection_errors() as error:
+                raise explain(error, self.location) from None
+            found.update({str(r.id): r.payload or {} for r in records})
+        return found
+
+    def script_counts(self) -> dict[str | None, int]:
+        """How many points are written in each script (Qdrant's exact facet counts over ``script``)."""
+        try:
+            response = self.client.facet(self.collection, key=SCRIPT, limit=FACET_LIMIT, exact=True)
+        except connection_errors() as error:
+            raise explain(error, self.location) from None
+        return {str(hit.value): int(hit.count) for hit in response.hits}
 
     # -- description --------------------------------------------------------------------------------
     def _scroll(self, field: str, cap: int | None = None) -> list[Any] | None:
@@ -403,6 +489,7 @@ class QdrantBackend:
             collection = self.client.get_collection(self.collection)
             documents = self.client.count(self.collection, exact=True).count
             counts = self._scroll("n_tokens", cap=1_000_000)
+            scripts = self.script_counts() if self.bm25 is not None else {}
         except connection_errors() as error:
             raise explain(error, self.location) from None
         params = collection.config.params
@@ -424,6 +511,7 @@ class QdrantBackend:
                 "prefetch": self.prefetch,
                 "muvera": self.settings.get("muvera"),
                 "quantization": self.settings.get("quantization"),
+                "bm25": self.bm25,
                 "shard_number": params.shard_number,
                 "replication_factor": params.replication_factor,
                 "write_consistency_factor": params.write_consistency_factor,
@@ -431,6 +519,10 @@ class QdrantBackend:
             details={
                 "collection": self.collection,
                 "status": str(getattr(collection.status, "value", collection.status)),
+                "fusion": {
+                    "available": ["none", "bm25"] if self.bm25 is not None else ["none"],
+                    "corpus_script": dominant_of_counts(scripts),
+                },
             },
         )
 
@@ -477,6 +569,13 @@ class QdrantBackend:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _hit(payload: dict[str, Any] | None, score: float) -> SearchHit:
+    """A hit from a point's payload (id, text, metadata) and its score."""
+    found = payload or {}
+    text, metadata = found.get("text"), found.get("metadata") or {}
+    return SearchHit(id=str(found.get("id")), score=float(score), text=text, metadata=metadata)
 
 
 def _model_and_dims(model: TokenEncoder | str | None, dimensions: int | None) -> tuple[str, int]:

@@ -7,12 +7,16 @@
   the mean token vector (``prefetch="mean"``, default) or a MUVERA fixed-dimensional encoding
   (``prefetch="muvera"``). ``prefetch=None`` stores no such vector and every search scans all points
   with exact MaxSim (right for small collections; docs/scaling.md shows what the prefetch costs).
+* ``bm25``: a sparse vector of BM25 term weights with Qdrant's IDF modifier (``bm25.py``), which
+  ``search(fusion="bm25")`` reads for MaxSim's candidates only. Collections created before it have none.
 
 Point ids are UUIDv5 of the document's string id, so re-running an interrupted, batched, retried upsert
 overwrites the points it already wrote instead of duplicating them. The payload holds the string id, the
-text, the metadata (filters reach it as ``metadata.<field>``) and the token count. The collection's
-polycolbert settings (model, dimensions, prefetch kind and MUVERA seed) live in Qdrant's collection
-metadata, so ``open`` needs nothing but the URL.
+text, the metadata (filters reach it as ``metadata.<field>``), the token count and the text's script
+(``fusion.script_of``, under ``script``; the BM25 gate reads the collection's scripts with Qdrant's facet
+counts, so a server keeps a keyword index on it). The collection's polycolbert settings (model,
+dimensions, prefetch kind and MUVERA seed, BM25's constants) live in Qdrant's collection metadata, so
+``open`` needs nothing but the URL.
 """
 
 from __future__ import annotations
@@ -23,9 +27,12 @@ from typing import Any
 import numpy as np
 
 from polycolbert.backends.muvera import Muvera
+from polycolbert.backends.qdrant import bm25
 
 MULTI = "colbert"
 SINGLE = "prefetch"
+SPARSE = "bm25"
+SCRIPT = "script"  # the payload key of a point's script (top level, beside metadata: no field clashes)
 FORMAT = 1
 ID_NAMESPACE = uuid.UUID("5b0c3f1e-8f7a-4d57-9a43-6f6c79636f6c")  # fixed forever: ids must not move
 PREFETCH_KINDS = ("mean", "muvera", None)
@@ -98,7 +105,19 @@ def collection_settings(
     }
     if prefetch == "muvera":
         settings["muvera"] = Muvera(dimensions).settings()
+    settings["bm25"] = bm25.settings()
     return settings
+
+
+def sparse_config(on_disk: bool) -> dict[str, Any]:
+    """The sparse vectors of a new collection: BM25 term weights, IDF computed by Qdrant."""
+    from qdrant_client import models
+
+    return {
+        SPARSE: models.SparseVectorParams(
+            index=models.SparseIndexParams(on_disk=on_disk), modifier=models.Modifier.IDF
+        )
+    }
 
 
 def vectors_config(settings: dict[str, Any], on_disk: bool) -> dict[str, Any]:
