@@ -305,7 +305,7 @@ def test_bm25_fusion_finds_the_same_best_document_on_every_backend(store: Backen
     fused = store.search(["w3 zeppelin"], k=3, fusion="bm25")[0]
     assert [h.id for h in fused][:1] == ["brief"]
     assert fused[0].score > fused[1].score
-    assert store.info().details["fusion"]["corpus_script"] == "LATIN"
+    assert store.info().fusion["corpus_script"] == "LATIN"
 
 
 def test_hybrid_needs_query_texts_or_is_refused(store: Backend, kind: str) -> None:

@@ -130,7 +130,7 @@ def test_gate_closes_for_another_script_and_for_a_mixed_corpus(tmp_path: Path) -
     store = QdrantBackend.create(f"qdrant+local://{tmp_path}/q/docs", model=Encoder(), dimensions=DIM)
     store.add(texts=TEXTS[:7], ids=IDS[:7])
     assert store.script_counts() == {"LATIN": 7}
-    assert store.info().details["fusion"] == {"available": ["none", "bm25"], "corpus_script": "LATIN"}
+    assert store.info().fusion == {"available": ["none", "bm25"], "corpus_script": "LATIN"}
     # A Cyrillic query meets a Latin corpus: BM25 stays out even where a number matches.
     store.add(texts=["the stock market in 2024"], ids=["num"])
     plain = store.search(["рынок 2024"], k=8)[0]
@@ -139,11 +139,11 @@ def test_gate_closes_for_another_script_and_for_a_mixed_corpus(tmp_path: Path) -
     assert [h.id for h in fused] == by_score_then_id(plain)
     # One Cyrillic document in nine: the corpus no longer has one script, and BM25 counts for no query.
     store.add(texts=["акции поднялись на рынке"], ids=["ru"])
-    assert store.info().details["fusion"]["corpus_script"] == "mixed"
+    assert store.info().fusion["corpus_script"] == "mixed"
     plain = store.search(["apple market"], k=9)[0]
     assert [h.id for h in store.search(["apple market"], k=9, fusion="bm25")[0]] == by_score_then_id(plain)
     store.delete(["ru"])
-    assert store.info().details["fusion"]["corpus_script"] == "LATIN"
+    assert store.info().fusion["corpus_script"] == "LATIN"
     assert store.search(["apple market"], k=1, fusion="bm25")[0][0].id == "t6"
     store.close()
 
@@ -207,7 +207,7 @@ def test_a_collection_from_before_bm25_says_how_to_get_fusion(tmp_path: Path) ->
     old = QdrantBackend.open(location, model=Encoder())
     old.add(texts=TEXTS, ids=IDS)  # writes as before: no sparse vector, no script
     assert old.search(["apple market"], k=1)[0][0].id
-    assert old.info().details["fusion"] == {"available": ["none"], "corpus_script": None}
+    assert old.info().fusion == {"available": ["none"], "corpus_script": None}
     assert old.info().settings["bm25"] is None
     with pytest.raises(ValueError, match=r"no BM25 vectors .* create a new collection and add the documents"):
         old.search(["apple market"], fusion="bm25")

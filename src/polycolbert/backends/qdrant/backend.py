@@ -519,10 +519,10 @@ class QdrantBackend:
             details={
                 "collection": self.collection,
                 "status": str(getattr(collection.status, "value", collection.status)),
-                "fusion": {
-                    "available": ["none", "bm25"] if self.bm25 is not None else ["none"],
-                    "corpus_script": dominant_of_counts(scripts),
-                },
+            },
+            fusion={
+                "available": ["none", "bm25"] if self.bm25 is not None else ["none"],
+                "corpus_script": dominant_of_counts(scripts),
             },
         )
 
