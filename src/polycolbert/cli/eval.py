@@ -127,7 +127,8 @@ def eval_command(
     colbert = None
     e5 = None
     if need_colbert or need_e5:
-        from polycolbert.encoding.encoder import ColBERT, cpu_supports_bf16
+        from polycolbert.encoding.encoder import ColBERT
+        from polycolbert.encoding.precision import cpu_supports_bf16
 
         bf16 = dtype == "bfloat16" or (dtype == "auto" and cpu_supports_bf16())
         if need_colbert:
