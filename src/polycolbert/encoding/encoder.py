@@ -26,6 +26,7 @@ from polycolbert.encoding.precision import (
     Precision,
     autocast_dtype,
     choose_precision,
+    onednn_linear_layers,
     quantise_linear_layers,
 )
 from polycolbert.encoding.recipe import Recipe, TokenizedText, length_sorted_batches
@@ -60,6 +61,8 @@ class ColBERT:
         self.compute_dtype = autocast_dtype(self.precision)
         if self.precision == "int8":
             quantise_linear_layers(self.backbone)
+        elif self.device.type == "cpu":
+            onednn_linear_layers(self.backbone)
 
     @classmethod
     def load(

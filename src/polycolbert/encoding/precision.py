@@ -113,3 +113,44 @@ def precision_line(precision: Precision, device: torch.device) -> str:
     if device.type != "cpu":
         return f"encoding precision {precision} on {device.type}"
     return f"encoding precision {precision} (CPU: {cpu_units().describe()})"
+
+
+class OneDnnLinear(nn.Linear):
+    """``nn.Linear`` whose float32 inference GEMM runs in oneDNN instead of the default BLAS.
+
+    PyTorch's CPU builds send float32 ``F.linear`` to MKL, which on AMD CPUs runs well below the
+    oneDNN kernel (docs/benchmarks.md, "Encoding throughput"). With gradients on, under autocast or for
+    other dtypes it is plain ``nn.Linear``, so training and bf16 are untouched; the parameters are the
+    same tensors (memory-mapped weights stay mapped, ``state_dict`` names do not change).
+    """
+
+    @classmethod
+    def wrap(cls, linear: nn.Linear) -> OneDnnLinear:
+        wrapped = cls.__new__(cls)
+        nn.Module.__init__(wrapped)
+        wrapped.in_features, wrapped.out_features = linear.in_features, linear.out_features
+        wrapped.weight = linear.weight
+        wrapped.bias = linear.bias
+        return wrapped
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        if (
+            torch.is_grad_enabled()
+            or torch.is_autocast_enabled("cpu")
+            or input.dtype != torch.float32
+            or self.weight.dtype != torch.float32
+            or input.device.type != "cpu"
+        ):
+            return super().forward(input)
+        return torch.ops.mkldnn._linear_pointwise(input, self.weight, self.bias, "none", [], "")
+
+
+def onednn_linear_layers(module: nn.Module) -> nn.Module:
+    """``module`` with every ``nn.Linear`` made a :class:`OneDnnLinear`, in place (where oneDNN exists)."""
+    if not torch.backends.mkldnn.is_available():
+        return module
+    for parent in list(module.modules()):
+        for name, child in list(parent.named_children()):
+            if type(child) is nn.Linear:
+                setattr(parent, name, OneDnnLinear.wrap(child))
+    return module
