@@ -38,7 +38,9 @@ InputType = Literal["query", "document"]
 # Pseudo-dimensions ``encode_multi`` accepts besides the sizes a model offers:
 NORMALISED_STATES = 0  # the backbone's own token states, L2-normalised, before any head
 STATES = -1  # the backbone's token states as they are (what heads are trained on)
-MAX_BATCH_TOKENS = 16384
+# Padded tokens per forward pass: larger batches of long windows run slower on the CPU (attention
+# scores outgrow the cache; docs/benchmarks.md, "Batch size for long windows").
+MAX_BATCH_TOKENS = 4096
 
 
 def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
