@@ -1,71 +1,79 @@
-"""Encoding throughput on this CPU: polycolbert vs PyLate on the same weights, fp32 and bf16.
+"""Encoding throughput on this CPU: polycolbert's precisions against PyLate and ONNX Runtime, same weights.
 
-    .venv/bin/python benchmarks/encode.py [--docs 64] [--runs 5] [--skip-large]
+    .venv/bin/python benchmarks/encode.py prepare --workdir /tmp/encode-bench      # once, not timed
+    .venv/bin/python benchmarks/encode.py race --workdir /tmp/encode-bench --profile sentences [--runs 3]
 
-Models (random or packaged weights, written to a temp folder in their real file layouts):
-* ``e5-small``: the packaged default model's weights (12 layers, hidden 384) as a PyLate checkpoint, so
-  PyLate (run in ``.venv-bench``, see benchmarks/README.md) and polycolbert load identical files;
-* ``jina-v2-shape``: jina-colbert-v2's architecture (24 layers, hidden 1024, rotary, 560M parameters) with
-  random weights in jina's layout; PyLate needs jina's remote code to load it, so only polycolbert runs it.
-Inputs: documents of ~180 tokens (mixed languages) and 32-token queries, fixed seed; 2 torch threads;
-median of ``--runs`` timed runs after one warm-up.
+``prepare`` writes the packaged default model (e5-small backbone + 128-d head) as a PyLate checkpoint, so
+every engine loads identical weights; exports it to ONNX in float32 and int8 (``encode_peers.py``, run in
+``.venv-bench``, see benchmarks/README.md); and picks real texts from ``../shared/data`` for three length
+profiles: ``sentences`` (~40 tokens, XQuAD sentences in six languages), ``paragraphs`` (~180 tokens, XQuAD
+paragraphs) and ``documents`` (~2,000 tokens, consecutive XQuAD paragraphs of one article joined).
+
+``race`` encodes one profile's texts as documents with every engine, each in its own process (so each has
+its own peak RSS and thread pools, 2 torch / ONNX Runtime threads): polycolbert float32, bfloat16, int8 and
+``auto``; ``auto`` again with the bf16 units hidden (``POLYCOLBERT_CPU_FLAGS`` without them, and oneDNN
+capped at AVX512-VNNI: what a CPU without bf16 units gets); PyLate float32 and bfloat16; ONNX Runtime
+float32 and int8. One warm-up, then the median of ``--runs``. Tokens/s counts the tokens of each text that
+got a vector: PyLate and ONNX Runtime cut a document at 512 tokens, polycolbert encodes all of it in
+overlapping windows. ``agreement`` is the per-token cosine to polycolbert float32 on the first four texts
+(min / mean; ``-`` where the rows differ).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import random
+import os
+import re
+import resource
 import statistics
 import string
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 PEER_PYTHON = ROOT / ".venv-bench" / "bin" / "python"
-SENTENCES = [
-    "The committee approved the new railway line connecting the northern valleys to the coast.",
-    "Die Stadtbibliothek verlängert ihre Öffnungszeiten während der Prüfungswochen.",
-    "Le musée présente une exposition consacrée aux instruments scientifiques du XVIIIe siècle.",
-    "El festival de cine independiente atrajo a miles de visitantes este verano.",
-    "Исследователи измерили уровень воды в озере после сильных дождей.",
-    "研究人员在山区发现了一种新的植物物种。",
-    "新しい駅の建設は来年の春に始まる予定です。",
-    "أعلنت الجامعة عن برنامج جديد لدراسة الذكاء الاصطناعي.",
-    "नई नीति से छोटे किसानों को सिंचाई के लिए सहायता मिलेगी।",
+PEER_SCRIPT = ROOT / "benchmarks" / "encode_peers.py"
+DATA = ROOT.parent / "shared" / "data"  # the main checkout's neighbour; --data elsewhere
+LANGUAGES = ("en", "de", "zh", "ar", "hi", "ru")
+# profile -> (number of texts, smallest and largest token count)
+PROFILES = {"sentences": (256, 30, 50), "paragraphs": (64, 150, 210), "documents": (6, 1900, 2100)}
+THREADS = 2
+# A CPU with AVX-512 and VNNI but no bf16 units (Cascade Lake, Ice Lake): what the picker and oneDNN see.
+NO_BF16 = {"POLYCOLBERT_CPU_FLAGS": "avx512f avx512bw avx512_vnni", "ONEDNN_MAX_CPU_ISA": "AVX512_CORE_VNNI"}
+# (label, engine, precision, extra environment)
+ENGINES: list[tuple[str, str, str, dict[str, str]]] = [
+    ("polycolbert float32", "polycolbert", "float32", {}),
+    ("polycolbert bfloat16", "polycolbert", "bfloat16", {}),
+    ("polycolbert int8", "polycolbert", "int8", {}),
+    ("polycolbert auto", "polycolbert", "auto", {}),
+    ("polycolbert auto, no bf16 units", "polycolbert", "auto", NO_BF16),
+    ("PyLate float32", "pylate", "float32", {}),
+    ("PyLate bfloat16", "pylate", "bfloat16", {}),
+    ("ONNX Runtime float32", "onnx", "float32", {}),
+    ("ONNX Runtime int8", "onnx", "int8", {}),
 ]
 
 
-def make_texts(n: int, sentences_per_text: int, seed: int = 0) -> list[str]:
-    rng = random.Random(seed)
-    return [" ".join(rng.choice(SENTENCES) for _ in range(sentences_per_text)) for _ in range(n)]
-
-
 def write_pylate_e5(folder: Path) -> None:
-    """The default model's backbone + 128-d head as a PyLate / sentence-transformers checkpoint."""
+    """The packaged default model (its backbone with the trained top layers, its 128-d head with bias and
+    its marker tokens) as a PyLate / sentence-transformers checkpoint."""
     from safetensors.torch import save_file
-    from tokenizers import Tokenizer
 
-    from polycolbert.models.catalog import packaged_folder
-    from polycolbert.models.files import read_weights
-    from polycolbert.models.packaged import E5_CONFIG, load_e5_backbone, tokenizer_path
+    from polycolbert import ColBERT
+    from polycolbert.models.packaged import E5_CONFIG
 
     folder.mkdir(parents=True)
-    backbone = load_e5_backbone()
-    save_file(
-        {k: v.contiguous() for k, v in backbone.model.state_dict().items()}, str(folder / "model.safetensors")
-    )
+    model = ColBERT.load(dtype="float32")
+    state = model.backbone.model.state_dict()
+    save_file({k: v.contiguous() for k, v in state.items()}, str(folder / "model.safetensors"))
     config = {**E5_CONFIG, "model_type": "xlm-roberta", "architectures": ["XLMRobertaModel"]}
     (folder / "config.json").write_text(json.dumps(config))
-    tokenizer = Tokenizer.from_file(str(tokenizer_path()))
-    tokenizer.add_special_tokens(["[Q]", "[D]"])
-    tokenizer.save(str(folder / "tokenizer.json"))
+    model.tokenizer.save(str(folder / "tokenizer.json"))
     (folder / "tokenizer_config.json").write_text(
         json.dumps(
             {
@@ -108,8 +116,8 @@ def write_pylate_e5(folder: Path) -> None:
     (folder / "config_sentence_transformers.json").write_text(
         json.dumps(
             {
-                "query_prefix": "[Q] ",
-                "document_prefix": "[D] ",
+                "query_prefix": "[QueryMarker]",
+                "document_prefix": "[DocumentMarker]",
                 "query_length": 32,
                 "document_length": 512,
                 "attend_to_expansion_tokens": False,
@@ -121,14 +129,17 @@ def write_pylate_e5(folder: Path) -> None:
     )
     dense = folder / "1_Dense"
     dense.mkdir()
-    heads = read_weights(packaged_folder("polycolbert-e5-small"), ("heads.safetensors",))
-    save_file({"linear.weight": heads["heads.128.weight"].contiguous()}, str(dense / "model.safetensors"))
+    head = model.heads.layers["128"]
+    weights = {"linear.weight": head.weight.detach().contiguous()}
+    if head.bias is not None:
+        weights["linear.bias"] = head.bias.detach().contiguous()
+    save_file(weights, str(dense / "model.safetensors"))
     (dense / "config.json").write_text(
         json.dumps(
             {
-                "in_features": 384,
+                "in_features": model.spec.hidden_size,
                 "out_features": 128,
-                "bias": False,
+                "bias": head.bias is not None,
                 "activation_function": "torch.nn.modules.linear.Identity",
                 "use_residual": False,
             }
@@ -136,214 +147,223 @@ def write_pylate_e5(folder: Path) -> None:
     )
 
 
-def write_jina_shape(folder: Path) -> None:
-    """jina-colbert-v2's architecture with random bf16 weights under jina's tensor names."""
-    from safetensors.torch import save_file
+# -- inputs -------------------------------------------------------------------------------------------
+def _corpus(data: Path, language: str) -> list[str]:
+    path = data / f"xquad-{language}" / "corpus.jsonl"
+    return [
+        json.loads(line)["text"] for line in path.read_text(encoding="utf-8").splitlines() if line.strip()
+    ]
 
+
+def _sentences(text: str) -> list[str]:
+    return [s.strip() for s in re.split(r"(?<=[.!?।。！？])\s*", text) if s.strip()]
+
+
+def profile_texts(profile: str, data: Path, count_tokens) -> list[str]:
+    """Real texts of the profile's length, taken in turn from each language (deterministic)."""
+    wanted, low, high = PROFILES[profile]
+    pools: list[list[str]] = []
+    for language in LANGUAGES:
+        paragraphs = _corpus(data, language)
+        if profile == "sentences":
+            # pairs of consecutive sentences, so that most candidates land near 40 tokens
+            units = [
+                " ".join(p)
+                for para in paragraphs
+                for p in zip(_sentences(para), _sentences(para)[1:], strict=False)
+            ]
+        elif profile == "paragraphs":
+            units = paragraphs
+        else:
+            units, current = [], ""
+            for para in paragraphs:
+                current = f"{current}\n\n{para}" if current else para
+                if count_tokens([current])[0] >= low:
+                    units.append(current)
+                    current = ""
+        lengths = count_tokens(units)
+        pools.append([u for u, n in zip(units, lengths, strict=True) if low <= n <= high])
+    texts: list[str] = []
+    for i in range(wanted):
+        pool = pools[i % len(pools)]
+        if i // len(pools) < len(pool):
+            texts.append(pool[i // len(pools)])
+    return texts
+
+
+def prepare(workdir: Path, data: Path) -> None:
     from polycolbert.models.packaged import load_e5_tokenizer
 
-    folder.mkdir(parents=True)
-    h, f, layers, vocab = 1024, 4096, 24, 250004
-    g = torch.Generator().manual_seed(0)
+    tokenizer = load_e5_tokenizer()
 
-    def r(*shape: int) -> torch.Tensor:
-        return (torch.randn(*shape, generator=g) * 0.02).to(torch.bfloat16)
+    def count_tokens(texts: list[str]) -> list[int]:
+        return [len(e.ids) for e in tokenizer.encode_batch(texts)]
 
-    state = {
-        "roberta.embeddings.word_embeddings.weight": r(vocab, h),
-        "roberta.embeddings.token_type_embeddings.weight": r(1, h),
-        "roberta.emb_ln.weight": torch.ones(h, dtype=torch.bfloat16),
-        "roberta.emb_ln.bias": r(h),
-        "linear.weight": r(128, h),
-    }
-    for i in range(layers):
-        p = f"roberta.encoder.layers.{i}."
-        state.update(
-            {
-                p + "mixer.Wqkv.weight": r(3 * h, h),
-                p + "mixer.Wqkv.bias": r(3 * h),
-                p + "mixer.out_proj.weight": r(h, h),
-                p + "mixer.out_proj.bias": r(h),
-                p + "norm1.weight": torch.ones(h, dtype=torch.bfloat16),
-                p + "norm1.bias": r(h),
-                p + "norm2.weight": torch.ones(h, dtype=torch.bfloat16),
-                p + "norm2.bias": r(h),
-                p + "mlp.fc1.weight": r(f, h),
-                p + "mlp.fc1.bias": r(f),
-                p + "mlp.fc2.weight": r(h, f),
-                p + "mlp.fc2.bias": r(h),
-            }
+    workdir.mkdir(parents=True, exist_ok=True)
+    model = workdir / "e5-pylate"
+    if not model.exists():
+        write_pylate_e5(model)
+    for profile in PROFILES:
+        texts = profile_texts(profile, data, count_tokens)
+        (workdir / f"{profile}.json").write_text(json.dumps(texts, ensure_ascii=False), encoding="utf-8")
+        lengths = count_tokens(texts)
+        print(f"{profile}: {len(texts)} texts, {sum(lengths)} tokens, median {statistics.median(lengths)}")
+    if PEER_PYTHON.exists() and not (workdir / "onnx" / "model_int8.onnx").exists():
+        subprocess.run(
+            [
+                str(PEER_PYTHON),
+                str(PEER_SCRIPT),
+                "export-onnx",
+                "--model",
+                str(model),
+                "--out",
+                str(workdir / "onnx"),
+            ],
+            check=True,
         )
-    save_file(state, str(folder / "model.safetensors"))
-    (folder / "config.json").write_text(
-        json.dumps(
-            {
-                "architectures": ["HF_ColBERT"],
-                "position_embedding_type": "rotary",
-                "rotary_emb_base": 10000.0,
-                "vocab_size": vocab,
-                "hidden_size": h,
-                "num_hidden_layers": layers,
-                "num_attention_heads": 16,
-                "intermediate_size": f,
-                "layer_norm_eps": 1e-5,
-                "type_vocab_size": 1,
-                "pad_token_id": 1,
-                "hidden_act": "gelu",
-                "max_position_embeddings": 8194,
-            }
-        )
-    )
-    (folder / "artifact.metadata").write_text(
-        json.dumps(
-            {
-                "query_token_id": "[QueryMarker]",
-                "doc_token_id": "[DocumentMarker]",
-                "query_maxlen": 32,
-                "doc_maxlen": 300,
-                "attend_to_mask_tokens": True,
-                "mask_punctuation": True,
-            }
-        )
-    )
-    load_e5_tokenizer().save(str(folder / "tokenizer.json"))
 
 
-def time_ours(path: Path, dtype: str, docs: list[str], queries: list[str], runs: int) -> dict[str, float]:
+# -- timing -------------------------------------------------------------------------------------------
+def worker(args: argparse.Namespace) -> None:
+    """One polycolbert precision, in its own process: prints the same JSON as ``encode_peers.py time``."""
+    import torch
+
+    torch.set_num_threads(THREADS)
     from polycolbert import ColBERT
 
-    model = ColBERT.load(path, dtype=dtype)  # type: ignore[arg-type]
+    texts = json.loads(Path(args.texts).read_text(encoding="utf-8"))
+    model = ColBERT.load(args.model, dtype=args.precision, doc_maxlen=8192)
     dim = model.spec.default_dim
-    tokens = sum(t.n_tokens for t in model.tokenize(docs, "document"))
-    model.encode_documents(docs[:8], dimensions=dim)
-    doc_times, query_times = [], []
-    for _ in range(runs):
+    model.encode_documents(texts[:32], dimensions=dim)
+    times = []
+    for _ in range(args.runs):
         started = time.perf_counter()
-        model.encode_documents(docs, dimensions=dim)
-        doc_times.append(time.perf_counter() - started)
-        started = time.perf_counter()
-        model.encode_queries(queries, dimensions=dim)
-        query_times.append(time.perf_counter() - started)
-    return summarise(doc_times, query_times, len(docs), tokens, len(queries))
-
-
-def summarise(doc_times, query_times, n_docs, tokens, n_queries) -> dict[str, float]:
-    doc, query = statistics.median(doc_times), statistics.median(query_times)
-    return {
-        "docs_per_s": n_docs / doc,
-        "tokens_per_s": tokens / doc,
-        "queries_per_s": n_queries / query,
-        "doc_spread": (max(doc_times) - min(doc_times)) / doc,
+        model.encode_documents(texts, dimensions=dim)
+        times.append(time.perf_counter() - started)
+    result = {
+        "times": times,
+        "tokens": sum(t.n_tokens for t in model.tokenize(texts, "document")),
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "vectors": [v.astype(float).tolist() for v in model.encode_documents(texts[:4], dimensions=dim)],
+        "precision": model.precision,
     }
+    json.dump(result, sys.stdout)
 
 
-PEER_SCRIPT = r"""
-import json, statistics, sys, time, torch
-torch.set_num_threads(2)
-from pylate import models
-path, runs, texts = sys.argv[1], int(sys.argv[2]), json.load(open(sys.argv[3]))
-model = models.ColBERT(model_name_or_path=path, device="cpu")
-docs, queries = texts["docs"], texts["queries"]
-model.encode(docs[:8], is_query=False, batch_size=32)
-dt, qt = [], []
-for _ in range(runs):
-    s = time.perf_counter()
-    model.encode(docs, is_query=False, batch_size=32)
-    dt.append(time.perf_counter() - s)
-    s = time.perf_counter()
-    model.encode(queries, is_query=True, batch_size=32)
-    qt.append(time.perf_counter() - s)
-vectors = [o.tolist() for o in model.encode(docs[:4], is_query=False, batch_size=32)]
-json.dump({"doc_times": dt, "query_times": qt, "vectors": vectors}, sys.stdout)
-"""
-
-
-def time_pylate(path: Path, docs: list[str], queries: list[str], runs: int, tokens: int) -> dict | None:
-    if not PEER_PYTHON.exists():
-        print(f"(PyLate skipped: {PEER_PYTHON} missing; see benchmarks/README.md)")
-        return None
-    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
-        json.dump({"docs": docs, "queries": queries}, handle)
+def run_engine(
+    engine: str, precision: str, env: dict[str, str], workdir: Path, texts: Path, runs: int
+) -> dict:
+    if engine == "polycolbert":
+        command = [sys.executable, __file__, "worker", "--precision", precision]
+    else:
+        command = [str(PEER_PYTHON), str(PEER_SCRIPT), "time", "--engine", engine, "--precision", precision]
+        command += ["--onnx", str(workdir / "onnx")]
+    command += ["--model", str(workdir / "e5-pylate"), "--texts", str(texts), "--runs", str(runs)]
+    threads = {"OMP_NUM_THREADS": str(THREADS), "MKL_NUM_THREADS": str(THREADS)}
     result = subprocess.run(
-        [str(PEER_PYTHON), "-c", PEER_SCRIPT, str(path), str(runs), handle.name],
-        capture_output=True,
-        text=True,
-        check=False,
+        command, capture_output=True, text=True, check=False, env={**os.environ, **threads, **env}
     )
     if result.returncode != 0:
-        print("(PyLate failed)\n" + result.stderr[-2000:])
-        return None
-    data = json.loads(result.stdout)
-    row = summarise(data["doc_times"], data["query_times"], len(docs), tokens, len(queries))
-    row["vectors"] = data["vectors"]
-    return row
+        raise RuntimeError(f"{engine} {precision} failed:\n{result.stderr[-3000:]}")
+    return json.loads(result.stdout)
 
 
-def report(model: str, engine: str, row: dict[str, float]) -> None:
-    print(
-        f"| {model} | {engine} | {row['docs_per_s']:.1f} | {row['tokens_per_s']:.0f} | "
-        f"{row['queries_per_s']:.1f} | {row['doc_spread']:.0%} |",
-        flush=True,
-    )
+def agreement(vectors: list, reference: list) -> str:
+    cosines = []
+    for mine, ref in zip(vectors, reference, strict=True):
+        a, b = np.asarray(mine), np.asarray(ref)
+        if a.shape != b.shape:
+            return "-"
+        cosines.append((a * b).sum(axis=1))
+    joined = np.concatenate(cosines)
+    return f"{joined.min():.4f} / {joined.mean():.4f}"
+
+
+def race(args: argparse.Namespace) -> None:
+    texts = args.workdir / f"{args.profile}.json"
+    n_texts = len(json.loads(texts.read_text(encoding="utf-8")))
+    print(f"profile {args.profile}: {n_texts} texts; load average before {os.getloadavg()}", flush=True)
+    print("| engine | tokens/s | vs PyLate, same precision | peak RSS MB | spread | agreement min / mean |")
+    print("| --- | ---: | ---: | ---: | ---: | --- |", flush=True)
+    rows: dict[str, dict] = {}
+    reference = None
+    for label, engine, precision, env in ENGINES:
+        if engine != "polycolbert" and not PEER_PYTHON.exists():
+            print(f"({label} skipped: {PEER_PYTHON} missing; see benchmarks/README.md)")
+            continue
+        if args.only and not any(word in label for word in args.only):
+            continue
+        data = run_engine(engine, precision, env, args.workdir, texts, args.runs)
+        median = statistics.median(data["times"])
+        row = {
+            "tokens_per_s": data["tokens"] / median,
+            "tokens": data["tokens"],
+            "peak_rss_mb": data["peak_rss_mb"],
+            "spread": (max(data["times"]) - min(data["times"])) / median,
+            "precision": data.get("precision", precision),
+        }
+        if reference is None and label == "polycolbert float32":
+            reference = data["vectors"]
+        row["agreement"] = agreement(data["vectors"], reference) if reference is not None else "-"
+        rows[label] = row
+        peer = rows.get("PyLate bfloat16" if row["precision"] == "bfloat16" else "PyLate float32")
+        ratio = f"{row['tokens_per_s'] / peer['tokens_per_s']:.2f}x" if peer and engine != "pylate" else ""
+        shown = label if precision != "auto" else f"{label} (= {row['precision']})"
+        print(
+            f"| {shown} | {row['tokens_per_s']:,.0f} | {ratio} | {row['peak_rss_mb']:,.0f} | "
+            f"{row['spread']:.0%} | {row['agreement']} |",
+            flush=True,
+        )
+    print(f"median of {args.runs} runs after a warm-up; load average after {os.getloadavg()}")
+    ratios(rows)
+    if args.output:
+        args.output.write_text(
+            json.dumps({"profile": args.profile, "runs": args.runs, "rows": rows}, indent=2)
+        )
+
+
+def ratios(rows: dict[str, dict]) -> None:
+    """The ratios the targets are stated in (PyLate rows come after ours, so they are printed here)."""
+    pairs = [
+        ("polycolbert float32", "PyLate float32"),
+        ("polycolbert bfloat16", "PyLate bfloat16"),
+        ("polycolbert auto", "PyLate float32"),
+        ("polycolbert auto, no bf16 units", "PyLate float32"),
+        ("polycolbert float32", "ONNX Runtime float32"),
+        ("polycolbert int8", "ONNX Runtime int8"),
+        ("polycolbert bfloat16", "ONNX Runtime float32"),
+    ]
+    for mine, theirs in pairs:
+        if mine in rows and theirs in rows:
+            print(f"{mine} / {theirs}: {rows[mine]['tokens_per_s'] / rows[theirs]['tokens_per_s']:.2f}x")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--docs", type=int, default=64)
-    parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--skip-large", action="store_true")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    prep = sub.add_parser("prepare")
+    prep.add_argument("--workdir", type=Path, required=True)
+    prep.add_argument("--data", type=Path, default=DATA, help="the shared data folder (xquad-*)")
+    timed = sub.add_parser("race")
+    timed.add_argument("--workdir", type=Path, required=True)
+    timed.add_argument("--profile", choices=tuple(PROFILES), required=True)
+    timed.add_argument("--runs", type=int, default=3)
+    timed.add_argument("--only", nargs="*", help="engines whose label contains one of these words")
+    timed.add_argument("--output", type=Path)
+    work = sub.add_parser("worker")
+    work.add_argument("--precision", required=True)
+    work.add_argument("--model", required=True)
+    work.add_argument("--texts", required=True)
+    work.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
-    torch.set_num_threads(2)
-    docs, queries = make_texts(args.docs, 6), make_texts(args.docs, 1, seed=1)
-    rows: list[tuple[str, str, dict[str, float]]] = []
-
-    def add(model: str, engine: str, row: dict[str, float]) -> None:
-        rows.append((model, engine, row))
-        report(model, engine, row)  # printed at once: a run cut short still leaves its rows
-
-    print("| model | engine | docs/s | tokens/s | queries/s | spread |", flush=True)
-    print("| --- | --- | ---: | ---: | ---: | ---: |", flush=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        e5 = Path(tmp) / "e5-pylate"
-        write_pylate_e5(e5)
-        from polycolbert import ColBERT
-
-        reference = ColBERT.load(e5, dtype="float32")
-        tokens = sum(t.n_tokens for t in reference.tokenize(docs, "document"))
-        for dtype in ("float32", "bfloat16"):
-            add("e5-small", f"polycolbert {dtype}", time_ours(e5, dtype, docs, queries, args.runs))
-        peer = time_pylate(e5, docs, queries, args.runs, tokens)
-        if peer is not None:
-            ours = reference.encode_documents(docs[:4], dimensions=128)
-            cosines = [
-                float((np.asarray(p) * o).sum(axis=1).min())
-                if np.asarray(p).shape == o.shape
-                else float("nan")
-                for p, o in zip(peer.pop("vectors"), ours, strict=True)
-            ]
-            print(
-                f"agreement with PyLate (min cosine per token, 4 docs): {[round(c, 5) for c in cosines]}",
-                flush=True,
-            )
-            add("e5-small", "PyLate float32", peer)
-        del reference
-        if not args.skip_large:
-            jina = Path(tmp) / "jina-shape"
-            write_jina_shape(jina)
-            for dtype in ("float32", "bfloat16"):
-                add(
-                    "jina-v2-shape",
-                    f"polycolbert {dtype}",
-                    time_ours(jina, dtype, docs, queries, max(2, args.runs // 2)),
-                )
-    print(f"\n{args.docs} documents ({tokens} tokens), {args.docs} queries; median of {args.runs} runs")
-    baseline = next((r for m, e, r in rows if e.startswith("PyLate")), None)
-    if baseline:
-        for model, engine, row in rows:
-            if model == "e5-small" and engine.startswith("polycolbert"):
-                ratio = row["tokens_per_s"] / baseline["tokens_per_s"]
-                print(f"{engine}: {ratio:.2f}x PyLate's document throughput")
+    {
+        "prepare": lambda: prepare(args.workdir, args.data),
+        "race": lambda: race(args),
+        "worker": lambda: worker(args),
+    }[args.command]()
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -29,7 +29,8 @@ from pathlib import Path
 import numpy as np
 from head_lab import Pool, pools
 
-from polycolbert.encoding.encoder import ColBERT, cpu_supports_bf16
+from polycolbert.encoding.encoder import ColBERT
+from polycolbert.encoding.precision import cpu_supports_bf16
 from polycolbert.eval.cache import default_cache_dir
 from polycolbert.eval.datasets import Dataset
 from polycolbert.eval.exhaustive import ranked_runs

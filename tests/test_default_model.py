@@ -172,3 +172,32 @@ def test_recipe_with_text_prefixes_instead_of_markers(model, tmp_path):
     (folder / "polycolbert.json").write_text(json.dumps(manifest))
     with pytest.raises(Exception, match="query_prefix must be a string"):
         ColBERT.load(str(folder))
+
+
+def test_float32_runs_in_onednn_and_matches_plain_pytorch(model):
+    """The oneDNN route for float32 (encoding/precision.py) is exact: plain nn.Linear is the reference."""
+    from polycolbert.encoding.precision import OneDnnLinear
+
+    plain = ColBERT.load(dtype="float32")
+    for parent in list(plain.backbone.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, OneDnnLinear):
+                setattr(parent, name, torch_linear(child))
+    texts = list(TEXTS.values())
+    for a, b in zip(model.encode_documents(texts), plain.encode_documents(texts), strict=True):
+        assert np.abs(a - b).max() < 1e-4
+
+
+def torch_linear(routed):
+    import torch
+
+    linear = torch.nn.Linear(routed.in_features, routed.out_features, bias=routed.bias is not None)
+    linear.weight, linear.bias = routed.weight, routed.bias
+    return linear
+
+
+def test_int8_is_on_request_only_and_reported(model):
+    int8 = ColBERT.load(dtype="int8")
+    assert int8.info()["compute_dtype"] == "int8" and model.info()["compute_dtype"] == "float32"
+    a, b = model.encode_documents([TEXTS["en"]])[0], int8.encode_documents([TEXTS["en"]])[0]
+    assert a.shape == b.shape and (a * b).sum(axis=1).mean() > 0.8

@@ -44,3 +44,10 @@ def test_column_groups_fill_in_order():
     assert [i for g in groups for i in g] == list(range(6))
     assert all(table_width([20] + [widths[i] for i in g]) <= 80 for g in groups)
     assert column_groups(20, [200], 80) == [[0]]  # one column wider than the terminal still shows
+
+
+@pytest.mark.parametrize(("flags", "expected"), [("avx2 avx512_bf16", "bfloat16"), ("avx2", "float32")])
+def test_says_which_precision_auto_picks_here(flags, expected):
+    result = CliRunner().invoke(app, ["models"], env={"COLUMNS": "250", "POLYCOLBERT_CPU_FLAGS": flags})
+    assert result.exit_code == 0, result.output
+    assert f"dtype auto on this machine: encoding precision {expected}" in result.stdout

@@ -28,7 +28,9 @@ def encode(
     input_type: Annotated[str, typer.Option(help="query or document.")] = "document",
     dimensions: Annotated[int | None, typer.Option(help="128, 96 or 64 (what the model offers).")] = None,
     embedding_type: Annotated[str, typer.Option(help=f"One of {', '.join(EMBEDDING_TYPES)}.")] = "float",
-    dtype: Annotated[str, typer.Option(help="auto, float32 or bfloat16.")] = "auto",
+    dtype: Annotated[
+        str, typer.Option(help="auto, float32, bfloat16 or int8 (approximate, on request only).")
+    ] = "auto",
 ) -> None:
     """Print vectors as the JSON body the server returns: Jina's ``/v1/multi-vector`` for a ColBERT model,
     ``/v1/embeddings`` (one vector per text) for a single-vector model.

@@ -102,7 +102,7 @@ def eval_command(
     ] = "all",
     split: Annotated[str, typer.Option(help="Which qrels/<split>.tsv to score.")] = "test",
     k: Annotated[int, typer.Option(help="Documents kept per query (Recall@100 needs 100).")] = 100,
-    dtype: Annotated[str, typer.Option(help="auto, float32 or bfloat16 (encoding).")] = "auto",
+    dtype: Annotated[str, typer.Option(help="auto, float32, bfloat16 or int8 (encoding).")] = "auto",
     cache_dir: Annotated[
         Path | None, typer.Option(help="Encoding cache (default: user cache folder).")
     ] = None,
@@ -127,7 +127,8 @@ def eval_command(
     colbert = None
     e5 = None
     if need_colbert or need_e5:
-        from polycolbert.encoding.encoder import ColBERT, cpu_supports_bf16
+        from polycolbert.encoding.encoder import ColBERT
+        from polycolbert.encoding.precision import cpu_supports_bf16
 
         bf16 = dtype == "bfloat16" or (dtype == "auto" and cpu_supports_bf16())
         if need_colbert:

@@ -71,4 +71,16 @@ def models(as_json: Annotated[bool, typer.Option("--json", help="Machine-readabl
 
     from polycolbert.cli.tables import print_records
 
-    print_records(Console(), "polycolbert models", HEADERS, [_cells(row) for row in rows])
+    console = Console()
+    print_records(console, "polycolbert models", HEADERS, [_cells(row) for row in rows])
+    console.print(precision_note())
+
+
+def precision_note() -> str:
+    """Which precision ``dtype="auto"`` gives on this machine, and why (encoding/precision.py)."""
+    import torch
+
+    from polycolbert.encoding.precision import choose_precision, precision_line
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return "dtype auto on this machine: " + precision_line(choose_precision("auto", device), device)

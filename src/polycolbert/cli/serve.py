@@ -30,7 +30,9 @@ def serve(
         ),
     ] = None,
     keys_file: Annotated[Path | None, typer.Option(help="File with one API key per line.")] = None,
-    dtype: Annotated[str, typer.Option(help="auto, float32 or bfloat16.")] = "auto",
+    dtype: Annotated[
+        str, typer.Option(help="auto, float32, bfloat16 or int8 (approximate, on request only).")
+    ] = "auto",
     max_queue: Annotated[int, typer.Option(min=1, help="Queued jobs per model before 429.")] = MAX_QUEUE,
     max_batch_tokens: Annotated[int, typer.Option(min=64)] = MAX_BATCH_TOKENS,
     max_request_tokens: Annotated[

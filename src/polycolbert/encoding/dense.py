@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 
 from polycolbert.encoding.encoder import MAX_BATCH_TOKENS, STATES, DType, resolve_dtype
+from polycolbert.encoding.precision import onednn_linear_layers
 from polycolbert.encoding.recipe import TokenizedText, Window, is_blank, length_sorted_batches
 
 if TYPE_CHECKING:
@@ -131,6 +132,8 @@ class DenseEncoder:
         self.backbone = backbone.to(self.device).eval()
         self.tokenizer = tokenizer
         self.compute_dtype = resolve_dtype(dtype, self.device)
+        if self.device.type == "cpu":
+            onednn_linear_layers(self.backbone)  # float32 GEMMs in oneDNN; a no-op under bf16 autocast
         ids = [tokenizer.token_to_id(t) for t in ("<s>", "</s>", "<pad>")]
         if None in ids:
             raise ValueError("the e5 tokenizer must define <s>, </s> and <pad>")

@@ -21,38 +21,31 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from polycolbert.encoding.precision import (
+    DType,
+    Precision,
+    autocast_dtype,
+    choose_precision,
+    onednn_linear_layers,
+    quantise_linear_layers,
+)
 from polycolbert.encoding.recipe import Recipe, TokenizedText, length_sorted_batches
 from polycolbert.models.catalog import DEFAULT_MODEL, resolve
 from polycolbert.models.checkpoint import LoadedCheckpoint, load_checkpoint
 from polycolbert.models.spec import ModelSpec
 
-DType = Literal["auto", "float32", "bfloat16"]
 InputType = Literal["query", "document"]
 # Pseudo-dimensions ``encode_multi`` accepts besides the sizes a model offers:
 NORMALISED_STATES = 0  # the backbone's own token states, L2-normalised, before any head
 STATES = -1  # the backbone's token states as they are (what heads are trained on)
-MAX_BATCH_TOKENS = 16384
-
-
-def cpu_supports_bf16() -> bool:
-    """True where bf16 matmuls run natively (AVX512-BF16 or AMX); elsewhere bf16 is slower than fp32."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text(encoding="utf-8")
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+# Padded tokens per forward pass: larger batches of long windows run slower on the CPU (attention
+# scores outgrow the cache; docs/benchmarks.md, "Batch size for long windows").
+MAX_BATCH_TOKENS = 4096
 
 
 def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
-    if dtype == "float32":
-        return torch.float32
-    if dtype == "bfloat16":
-        return torch.bfloat16
-    if dtype != "auto":
-        raise ValueError(f"dtype must be auto, float32 or bfloat16; got {dtype!r}")
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
-    return torch.bfloat16 if cpu_supports_bf16() else torch.float32
+    """The autocast dtype ``dtype`` comes to (int8 layers compute around float32 activations)."""
+    return autocast_dtype(choose_precision(dtype, device))
 
 
 class ColBERT:
@@ -66,7 +59,12 @@ class ColBERT:
         self.tokenizer = loaded.tokenizer
         self.checkpoint_extra = loaded.extra  # what the trainer needs to save a derived checkpoint
         self.recipe = Recipe(self.spec, self.tokenizer, loaded.skiplist)
-        self.compute_dtype = resolve_dtype(dtype, self.device)
+        self.precision: Precision = choose_precision(dtype, self.device)
+        self.compute_dtype = autocast_dtype(self.precision)
+        if self.precision == "int8":
+            quantise_linear_layers(self.backbone)
+        elif self.device.type == "cpu":
+            onednn_linear_layers(self.backbone)
 
     @classmethod
     def load(
@@ -106,7 +104,7 @@ class ColBERT:
             "max_positions_per_window": spec.max_positions,
             "attend_to_mask_tokens": spec.attend_to_mask_tokens,
             "query_padding": spec.query_padding,
-            "compute_dtype": str(self.compute_dtype).replace("torch.", ""),
+            "compute_dtype": self.precision,
             "license": spec.license,
             "source": spec.source,
             "notes": list(spec.notes),

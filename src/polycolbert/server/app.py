@@ -54,6 +54,7 @@ def load_registry(
     the single-vector ``multilingual-e5-small`` on the default model's backbone tensors."""
     from polycolbert.encoding.dense import E5_SMALL, DenseEncoder
     from polycolbert.encoding.encoder import ColBERT
+    from polycolbert.encoding.precision import precision_line
     from polycolbert.models.catalog import DEFAULT_MODEL
 
     tune_malloc()  # before the batcher threads start (server/memory.py says why)
@@ -67,6 +68,7 @@ def load_registry(
     for label, path in wanted:
         model = ColBERT.load(path, dtype=dtype)  # type: ignore[arg-type]
         served_name = label or model.name
+        log.info("%s: %s", served_name, precision_line(model.precision, model.device))
         registry.add(served_name, model, Batcher(model, max_queue, max_batch_tokens, enabled=batching))
     if dense and E5_SMALL.name not in registry.models:
         colbert = [served.model for served in registry.models.values()]
