@@ -21,7 +21,7 @@ import numpy as np
 from polycolbert.documents import SearchHit
 from polycolbert.filters import Filter
 from polycolbert.index import params as P
-from polycolbert.index import store
+from polycolbert.index import store, warp
 from polycolbert.index.snapshot import Snapshot
 from polycolbert.scoring import maxsim_segments, token_chunks, top_k, without_padding_rows
 
@@ -77,7 +77,29 @@ def dense(
             chosen = best(snapshot, row, entries, k)
             out.append([(int(entries[i]), float(row[i])) for i in chosen])
         return out
-    return [staged(snapshot, rows, weights, allowed, entries, k, p) for rows, weights in distinct]
+    return clustered(snapshot, distinct, allowed, k, p)
+
+
+def clustered(
+    snapshot: Snapshot,
+    distinct: list[tuple[np.ndarray, np.ndarray]],
+    allowed: np.ndarray,
+    k: int,
+    p: P.SearchParams,
+) -> list[Ranked]:
+    """The cluster scan's estimate (``warp``) picks ``ndecode`` documents per query, scored exactly."""
+    assert snapshot.codec is not None, "the cluster scan needs a compressed snapshot"
+    estimates = warp.candidates(snapshot.codec, snapshot.token_lists, distinct, allowed, p.nprobe)
+    out = []
+    for (rows, weights), estimate in zip(distinct, estimates, strict=True):
+        pool = np.flatnonzero(np.isfinite(estimate))
+        if len(pool) < p.ndecode:  # too few documents hit: the other allowed ones follow, unordered
+            estimate = np.where(np.isfinite(estimate), estimate, np.float32(-1e30))
+            pool = np.flatnonzero(allowed)
+        keep = pool[best(snapshot, estimate[pool], pool, p.ndecode)]
+        scores = exact(snapshot, rows, [len(rows)], weights, keep, cache=False)[0]
+        out.append([(int(keep[i]), float(scores[i])) for i in best(snapshot, scores, keep, k)])
+    return out
 
 
 def staged(
