@@ -1,4 +1,4 @@
-"""The cluster scan (``index/warp.py``) against independent references: decoded vectors and exhaustive MaxSim."""
+"""The cluster scan (``index/warp.py``) against independent references: decoded vectors, exhaustive MaxSim."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from polycolbert.index.warp import candidates
 
 @pytest.fixture
 def built(tmp_path: Path) -> tuple[Index, list[str], list[np.ndarray]]:
-    docs = clustered_docs(900, dims=32, seed=11)
+    docs = clustered_docs(900, dims=32, seed=11, topics=64)
     ids = [f"d{i:04d}" for i in range(len(docs))]
     ix = Index.create(tmp_path / "ix", dimensions=32, nbits=2)
     ix.add(ids[:500], ids=ids[:500], vectors=docs[:500])
@@ -26,7 +26,7 @@ def built(tmp_path: Path) -> tuple[Index, list[str], list[np.ndarray]]:
 
 
 def queries(n: int = 24, seed: int = 200) -> list[np.ndarray]:
-    return [d[:6] for d in clustered_docs(n, dims=32, seed=seed)]
+    return [d[:6] for d in clustered_docs(n, dims=32, seed=seed, topics=64)]
 
 
 def test_scan_of_every_cluster_is_exact_maxsim_over_the_decoded_tokens(built: tuple) -> None:
@@ -53,7 +53,9 @@ def test_cluster_path_agrees_with_exhaustive(built: tuple, monkeypatch: pytest.M
     monkeypatch.setattr(P, "BRUTE_FORCE_TOKENS", 0)
     assert P.derive(10, 10**6, 64).path == P.CLUSTERS
     scanned = ix.search(query_vectors=qs, k=10)
-    overlap = np.mean([len({h.id for h in a} & {h.id for h in b}) / 10 for a, b in zip(scanned, exhaustive)])
+    overlap = np.mean(
+        [len({h.id for h in a} & {h.id for h in b}) / 10 for a, b in zip(scanned, exhaustive, strict=True)]
+    )
     assert overlap >= 0.9, overlap
     assert sum(a[0].id == b[0].id for a, b in zip(scanned, exhaustive, strict=True)) >= len(qs) - 1
     for a, b in zip(scanned, exhaustive, strict=True):  # scores come from the exact stage
