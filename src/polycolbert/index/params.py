@@ -1,10 +1,11 @@
 """The one place search parameters are derived from ``k`` and the index size.
 
-Cost model (2 CPU threads, measured in benchmarks/index.py): decoding and scoring every live token
-costs about ``tokens x dims`` multiply-adds per query; the staged path costs the centroid matrix, the
-candidate lists and the exact re-rank of ``ndocs`` documents. Below ``BRUTE_FORCE_TOKENS`` live tokens
-the staged path's fixed costs dominate and brute force over the compressed vectors is both faster and
-exact (w.r.t. the compressed vectors), so it is chosen automatically.
+Cost model (2 CPU threads, measured in benchmarks/search_speed.py): decoding and scoring every live
+token costs about ``tokens x dims`` multiply-adds per query; the cluster scan costs the centroid
+matrix, one table read per residual byte of the tokens in ``nprobe`` clusters per query row, and the
+exact re-rank of ``ndecode`` documents. Below ``BRUTE_FORCE_TOKENS`` live tokens the scan's fixed costs
+dominate and brute force over the compressed vectors is both fast and exact (w.r.t. the compressed
+vectors), so it is chosen automatically.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ import functools
 import sqlite3
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -23,7 +23,6 @@ import numpy as np
 from polycolbert.index import integrity, store
 from polycolbert.index.codec import Codec
 from polycolbert.index.errors import IndexBusy, IndexDamaged, retry_after
-from polycolbert.index.ivf import InvertedFile
 from polycolbert.index.store import RAW, SEGMENTS, Segment, token_positions
 from polycolbert.index.warp import TokenLists
 
@@ -64,7 +63,6 @@ class Snapshot:
     codes: np.ndarray  # [tokens] centroid codes (empty when raw)
     residuals: Rows  # [tokens, dims * nbits / 8] uint8 packed residuals, memory-mapped (empty when raw)
     vectors: np.ndarray  # [tokens, dims] float16 exact vectors (empty unless raw)
-    ivf: InvertedFile | None = None  # for staged search; None when raw
 
     @property
     def raw(self) -> bool:
@@ -111,12 +109,6 @@ class Snapshot:
         rank = np.empty(len(self.ids), dtype=np.int64)
         rank[self.id_order] = np.arange(len(self.ids))
         return rank
-
-    def with_ivf(self) -> Snapshot:
-        """This snapshot with its inverted file built (a raw one has none)."""
-        if self.codec is None:
-            return self
-        return replace(self, ivf=InvertedFile.build(self.codes, self.lengths, self.codec))
 
 
 def read(db: sqlite3.Connection, folder: Path, dimensions: int, nbits: int) -> Snapshot:
@@ -208,7 +200,7 @@ class Reader:
                 loaded = consistent(
                     self.db, self.folder, lambda: read(self.db, self.folder, self.dimensions, self.nbits)
                 )
-                snapshot = self._snapshot = loaded.with_ivf()
+                snapshot = self._snapshot = loaded
                 self._version = loaded.version
             return snapshot
 
