@@ -25,17 +25,20 @@ def built(tmp_path: Path) -> tuple[Index, list[str], list[np.ndarray]]:
     return ix, ids, docs
 
 
-def queries(n: int = 24, seed: int = 200) -> list[np.ndarray]:
-    return [d[:6] for d in clustered_docs(n, dims=32, seed=seed, topics=64)]
+def queries(docs: list[np.ndarray], n: int = 24, seed: int = 200) -> list[np.ndarray]:
+    """Noisy copies of a few tokens of random documents: each query is about something in the corpus."""
+    rng = np.random.default_rng(seed)
+    picks = [docs[i][:6] + 0.2 * rng.normal(size=docs[i][:6].shape) for i in rng.choice(len(docs), n)]
+    return [(q / np.linalg.norm(q, axis=1, keepdims=True)).astype(np.float32) for q in picks]
 
 
 def test_scan_of_every_cluster_is_exact_maxsim_over_the_decoded_tokens(built: tuple) -> None:
     """With every cluster probed, no similarity is imputed: the estimate must equal MaxSim computed
     independently from the decoded vectors (``get_vectors``), for every document."""
-    ix, ids, _ = built
+    ix, ids, docs = built
     snap = ix._reader.current()
     assert snap.codec is not None
-    qs = queries(6)
+    qs = queries(docs, 6)
     distinct = [(snap.codec.to_search_frame(r), w) for r, w in map(distinct_rows, qs)]
     allowed = snap.live.copy()
     got = candidates(snap.codec, snap.token_lists, distinct, allowed, len(snap.codec.centroids))
@@ -47,8 +50,8 @@ def test_scan_of_every_cluster_is_exact_maxsim_over_the_decoded_tokens(built: tu
 
 
 def test_cluster_path_agrees_with_exhaustive(built: tuple, monkeypatch: pytest.MonkeyPatch) -> None:
-    ix, _, _ = built
-    qs = queries()
+    ix, _, docs = built
+    qs = queries(docs)
     exhaustive = ix.search(query_vectors=qs, k=10, exhaustive=True)
     monkeypatch.setattr(P, "BRUTE_FORCE_TOKENS", 0)
     assert P.derive(10, 10**6, 64).path == P.CLUSTERS
