@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from index_helpers import clustered_docs
+from index_helpers import clustered_docs, unit
 
 from polycolbert.index import Index
 from polycolbert.index import params as P
@@ -14,9 +14,22 @@ from polycolbert.index.search import distinct_rows
 from polycolbert.index.warp import candidates
 
 
+def topical_docs(n: int, dims: int = 32, topics: int = 64, seed: int = 11) -> list[np.ndarray]:
+    """Documents whose tokens sit near a few of many topic directions (clustered like real token clouds;
+    ``index_helpers.clustered_docs`` adds so much noise that its tokens barely cluster)."""
+    rng = np.random.default_rng(seed)
+    centres = unit(rng.normal(size=(topics, dims)))
+    docs = []
+    for _ in range(n):
+        mine = rng.choice(topics, size=3, replace=False)
+        picks = centres[mine[rng.integers(0, 3, size=int(rng.integers(4, 25)))]]
+        docs.append(unit(picks + 0.08 * rng.normal(size=picks.shape)))
+    return docs
+
+
 @pytest.fixture
 def built(tmp_path: Path) -> tuple[Index, list[str], list[np.ndarray]]:
-    docs = clustered_docs(900, dims=32, seed=11, topics=64)
+    docs = topical_docs(900)
     ids = [f"d{i:04d}" for i in range(len(docs))]
     ix = Index.create(tmp_path / "ix", dimensions=32, nbits=2)
     ix.add(ids[:500], ids=ids[:500], vectors=docs[:500])
