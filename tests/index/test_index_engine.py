@@ -79,7 +79,7 @@ def test_staged_search_matches_exhaustive_on_clustered_data(
     # With a budget that covers the corpus, every stage must hand the exact stage the same documents:
     # the staged ranking then IS the exhaustive one over the compressed vectors (scores included).
     derive = P.derive
-    monkeypatch.setattr(P, "derive", lambda k, *a: P.SearchParams(False, 4, len(docs), len(docs)))
+    monkeypatch.setattr(P, "derive", lambda k, *a: P.SearchParams(P.CLUSTERS, 4, len(docs)))
     full = ix.search(query_vectors=queries, k=10)
     for a, b in zip(full, exhaustive, strict=True):
         assert [h.id for h in a] == [h.id for h in b]

@@ -1,4 +1,4 @@
-"""``Snapshot`` (what a reader sees), its ``Reader`` and the inverted file built from it."""
+"""``Snapshot`` (what a reader sees), its ``Reader`` and the token lists the cluster scan walks."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from index_helpers import unit
 
 from polycolbert.index import Index, snapshot
 from polycolbert.index.codec import Codec
-from polycolbert.index.ivf import InvertedFile
+from polycolbert.index.warp import TokenLists
 
 
 def test_snapshot_marks_dead_entries_and_decodes_raw_vectors(tmp_path: Path) -> None:
@@ -27,7 +27,7 @@ def test_snapshot_marks_dead_entries_and_decodes_raw_vectors(tmp_path: Path) -> 
     index.delete(["c"])
     now = reader.current()
     assert now is not first and now.version == first.version + 2
-    assert now.raw and now.ivf is None and now.n_centroids == 0
+    assert now.raw and now.n_centroids == 0
     assert now.docs.tolist() == [0, 1, 2, 3] and now.lengths.tolist() == [2, 3, 1, 2]
     assert now.offsets.tolist() == [0, 2, 5, 6]
     assert now.live.tolist() == [True, False, False, True] and now.ids.tolist() == ["a", "", "", "b"]
@@ -38,12 +38,12 @@ def test_snapshot_marks_dead_entries_and_decodes_raw_vectors(tmp_path: Path) -> 
     assert snapshot.problems(index.db, index.path, index.dimensions, index.nbits) == []
 
 
-def test_inverted_file_lists_both_directions_once() -> None:
-    codec = Codec(np.zeros((4, 8), np.float32), np.eye(8, dtype=np.float32), np.zeros((2, 256, 4)), 2, 0.0)
+def test_token_lists_group_each_segment_by_centroid() -> None:
+    codec = Codec(np.eye(4, 8, dtype=np.float32), np.eye(8, dtype=np.float32), np.zeros((2, 256, 4)), 2, 0.0)
     codes = np.array([1, 1, 3, 0, 3, 2], np.uint16)  # entries of 3, 1 and 2 tokens
-    ivf = InvertedFile.build(codes, np.array([3, 1, 2]), codec)
-    members, sizes = ivf.lists(np.array([3, 0, 1]))
-    assert members.tolist() == [0, 2, 1, 0] and sizes.tolist() == [2, 1, 1]
-    cents, counts = ivf.centroids_of(np.array([2, 0]))
-    assert cents.tolist() == [2, 3, 1, 3] and counts.tolist() == [2, 2]
-    assert cents.dtype == codec.code_dtype
+    parts = (np.zeros((4, 2), np.uint8), np.zeros((2, 2), np.uint8))  # segments of 4 and 2 tokens
+    first, second = TokenLists.build(codec, codes, parts, np.array([3, 1, 2])).segments
+    assert first.ptr.tolist() == [0, 1, 3, 3, 4] and first.tokens.tolist() == [3, 0, 1, 2]
+    assert first.entries.tolist() == [1, 0, 0, 0] and second.entries.tolist() == [2, 2]
+    assert second.ptr.tolist() == [0, 0, 0, 1, 2] and second.tokens.tolist() == [1, 0]
+    assert np.allclose(first.inv_norms, 1.0)  # unit centroids, zero residuals

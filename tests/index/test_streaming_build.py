@@ -64,7 +64,7 @@ def assert_staged_equals_exhaustive(
     exhaustive = index.search(query_vectors=queries, k=10, exhaustive=True)
     with monkeypatch.context() as m:
         m.setattr(P, "BRUTE_FORCE_TOKENS", 0)
-        m.setattr(P, "derive", lambda k, *a: P.SearchParams(False, 4, n_docs, n_docs))
+        m.setattr(P, "derive", lambda k, *a: P.SearchParams(P.CLUSTERS, 4, n_docs))
         staged = index.search(query_vectors=queries, k=10)
     for a, b in zip(staged, exhaustive, strict=True):
         assert [h.id for h in a] == [h.id for h in b]

@@ -420,6 +420,7 @@ class Index:
             return 0 if name is None else len(self._writer.codec(name).centroids)
 
         n_centroids = self._consistent(centroids)
+        path = P.derive(P.K, n_tokens, n_centroids)
         return {
             "path": str(self.path),
             "model": self.model_name,
@@ -435,6 +436,9 @@ class Index:
             "drift": drift,
             "compactions": meta["compactions"],
             "version": meta["version"],
+            # how an unfiltered search for the default k runs now (params.derive): every token scored
+            # ("exhaustive"), or the cluster scan with its parameters ("clusters")
+            "search": {"path": path.path, "nprobe": path.nprobe, "ndecode": path.ndecode},
             "fusion": self._consistent(lambda: self._fusion_info(n_docs)),
         }
 

@@ -1,10 +1,11 @@
 """The one place search parameters are derived from ``k`` and the index size.
 
-Cost model (2 CPU threads, measured in benchmarks/index.py): decoding and scoring every live token
-costs about ``tokens x dims`` multiply-adds per query; the staged path costs the centroid matrix, the
-candidate lists and the exact re-rank of ``ndocs`` documents. Below ``BRUTE_FORCE_TOKENS`` live tokens
-the staged path's fixed costs dominate and brute force over the compressed vectors is both faster and
-exact (w.r.t. the compressed vectors), so it is chosen automatically.
+Cost model (2 CPU threads, measured in benchmarks/search_speed.py): decoding and scoring every live
+token costs about ``tokens x dims`` multiply-adds per query; the cluster scan costs the centroid
+matrix, one table read per residual byte of the tokens in ``nprobe`` clusters per query row, and the
+exact re-rank of ``ndecode`` documents. Below ``BRUTE_FORCE_TOKENS`` live tokens the scan's fixed costs
+dominate and brute force over the compressed vectors is both fast and exact (w.r.t. the compressed
+vectors), so it is chosen automatically.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ NBITS = 2  # residual bits per dimension of a new index (1, 2 or 4)
 K = 10  # hits returned per query
 
 BRUTE_FORCE_TOKENS = 200_000
+NPROBE = 16
+NDECODE = 64
 # An index keeps exact float16 vectors until it holds this many tokens, then trains its codec on them:
 # k-means and the residual buckets need a few tokens per centroid, and a codec fitted to a tiny first
 # batch would encode every later token badly (a loss that re-clustering decoded vectors cannot undo).
@@ -83,22 +86,29 @@ def encode_rows(chunk: int, dimensions: int, n_centroids: int) -> int:
     return max(1, min(chunk, dimensions * chunk // (n_centroids + 4 * dimensions)))
 
 
+EXHAUSTIVE = "exhaustive"  # every allowed token decoded and scored
+CLUSTERS = "clusters"  # cluster scan, then exact MaxSim on the best few (index/warp.py)
+
+
 @dataclass(frozen=True)
 class SearchParams:
-    brute_force: bool
-    nprobe: int  # centroids probed per distinct query row
-    ndocs: int  # candidates kept after the inverted-list stage, re-scored by full centroid interaction
-    ndecode: int  # candidates kept after that, decompressed and scored exactly
+    path: str  # EXHAUSTIVE or CLUSTERS
+    nprobe: int  # clusters scanned per distinct query row
+    ndecode: int  # best documents by the scan's estimate, decoded and scored exactly
+
+    @property
+    def brute_force(self) -> bool:
+        return self.path == EXHAUSTIVE
 
 
 def derive(k: int, live_tokens: int, n_centroids: int, exhaustive: bool = False) -> SearchParams:
-    """Staged-search parameters (PLAID's stages): probe a few lists per distinct query row, re-score a few
-    hundred candidates by centroid interaction, decompress the best of them. The values were chosen on
-    scifact, trading nDCG@10 and top-10 overlap against latency (docs/benchmarks.md, "Embedded index").
+    """The cheapest path that stays exact enough: below ``BRUTE_FORCE_TOKENS`` live tokens scoring every
+    token is as fast as the scan; above, scan ``nprobe`` clusters per query row and decode the ``ndecode``
+    best documents. The values were chosen on scifact's training queries, trading top-10 overlap with
+    exhaustive search against latency (docs/benchmarks.md, "Embedded index").
     """
     if isinstance(k, bool) or not isinstance(k, int) or k <= 0:
         raise ValueError(f"k must be a positive integer; got {k!r}")
-    if exhaustive or live_tokens <= BRUTE_FORCE_TOKENS:
-        return SearchParams(True, n_centroids, 0, 0)
-    nprobe = 4 if k <= 100 else 8
-    return SearchParams(False, min(nprobe, n_centroids), max(512, 4 * k), max(256, k))
+    if exhaustive or live_tokens <= BRUTE_FORCE_TOKENS or n_centroids == 0:
+        return SearchParams(EXHAUSTIVE, n_centroids, 0)
+    return SearchParams(CLUSTERS, min(NPROBE, n_centroids), max(NDECODE, 2 * k))

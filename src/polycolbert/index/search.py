@@ -1,12 +1,11 @@
-"""Search over a ``Snapshot``: exact MaxSim for small indexes, PLAID's stages for big ones, then fusion.
+"""Search over a ``Snapshot``: exact MaxSim for small indexes, a cluster scan for big ones, then fusion.
 
 Small indexes (at most ``params.BRUTE_FORCE_TOKENS`` live tokens, or ``exhaustive=True``) decode every
-allowed token and score it exactly. Bigger ones go through PLAID's stages: probe the inverted lists of
-each query row's nearest centroids, score candidates by centroid interaction (cheaply from the lists,
-then fully from each candidate's distinct centroids), and decode only the last few to score exactly.
-Hybrid search fuses that ranking with SQLite FTS5's BM25 ranking by reciprocal rank. BM25 fusion
-(``fusion="bm25"``) ranks MaxSim's best ``Fusion.depth`` documents again with the lexicon's BM25 scores, by
-the rule and weight of :mod:`polycolbert.fusion` (the one evaluation measured).
+allowed token and score it exactly. Bigger ones scan each query row's nearest clusters straight from
+the residual bytes (``warp``: XTR-WARP's candidate stage, compiled) and decode only the best few
+documents to score them exactly. Hybrid search fuses that ranking with SQLite FTS5's BM25 ranking by
+reciprocal rank. BM25 fusion (``fusion="bm25"``) ranks MaxSim's best ``Fusion.depth`` documents again with
+the lexicon's BM25 scores, by the rule and weight of :mod:`polycolbert.fusion` (the one evaluation measured).
 
 Every ranking is ``scoring.top_k`` over candidates put in document-id order first (``best``), so equal
 scores fall back to the document id and results never depend on insertion order.
@@ -24,7 +23,7 @@ from polycolbert.documents import SearchHit
 from polycolbert.filters import Filter
 from polycolbert.fusion import CHOSEN, SEARCH_FUSIONS, dominant_of_counts, fuse_bm25, query_passes
 from polycolbert.index import params as P
-from polycolbert.index import store
+from polycolbert.index import store, warp
 from polycolbert.index.snapshot import Snapshot
 from polycolbert.lexical import tokenize
 from polycolbert.scoring import maxsim_segments, token_chunks, top_k, without_padding_rows
@@ -92,7 +91,7 @@ def with_bm25(
 def dense(
     snapshot: Snapshot, qs: list[np.ndarray], allowed: np.ndarray, k: int, exhaustive: bool
 ) -> list[Ranked]:
-    """The ``k`` best allowed entries per query by MaxSim (exact, or staged on a big compressed index)."""
+    """The ``k`` best allowed entries per query by MaxSim (every token, or the cluster scan when big)."""
     entries = np.flatnonzero(allowed)
     if len(entries) == 0:
         return [[] for _ in qs]
@@ -115,49 +114,29 @@ def dense(
             chosen = best(snapshot, row, entries, k)
             out.append([(int(entries[i]), float(row[i])) for i in chosen])
         return out
-    return [staged(snapshot, rows, weights, allowed, entries, k, p) for rows, weights in distinct]
+    return clustered(snapshot, distinct, allowed, k, p)
 
 
-def staged(
+def clustered(
     snapshot: Snapshot,
-    q: np.ndarray,
-    weights: np.ndarray,
+    distinct: list[tuple[np.ndarray, np.ndarray]],
     allowed: np.ndarray,
-    entries: np.ndarray,
     k: int,
     p: P.SearchParams,
-) -> Ranked:
-    """PLAID's stages: probe lists, centroid interaction (twice, cheap then full), exact on the rest."""
-    codec, ivf = snapshot.codec, snapshot.ivf
-    assert codec is not None and ivf is not None, "staged search needs a compressed snapshot"
-    cscores = q @ codec.search_centroids.T  # [rows, C]; q is in the codec's search frame
-    probe = np.argpartition(-cscores, p.nprobe - 1, axis=1)[:, : p.nprobe]  # [rows, nprobe]
-    # Stage 2 through the inverted lists, without touching tokens: a document's approximate score for
-    # query row i is the best probed centroid it contains; where it contains none, row i's weakest
-    # probed score stands in (an upper bound on what its other centroids can score).
-    rows = np.repeat(np.arange(len(q)), p.nprobe)
-    cents = probe.reshape(-1)
-    hit_entries, sizes = ivf.lists(cents)
-    hit_rows = np.repeat(rows, sizes)
-    hit_vals = np.repeat(cscores[rows, cents], sizes)
-    ok = allowed[hit_entries]
-    hit_entries, hit_rows, hit_vals = hit_entries[ok], hit_rows[ok], hit_vals[ok]
-    cand, inverse = np.unique(hit_entries, return_inverse=True)
-    if len(cand) < max(k, p.ndocs):
-        # too few documents in the probed lists: score every allowed one this way (always k results)
-        cand = entries
-        inverse = np.searchsorted(entries, hit_entries)
-    floor = cscores[np.arange(len(q))[:, None], probe].min(axis=1)  # [rows]
-    best_centroid = np.repeat(floor[:, None], len(cand), axis=1).astype(np.float32)
-    np.maximum.at(best_centroid, (hit_rows, inverse), hit_vals)
-    cand = cand[best(snapshot, weights @ best_centroid, cand, p.ndocs)]
-    # Stage 3: full centroid interaction over each survivor's distinct centroids.
-    dcodes, counts = ivf.centroids_of(cand)
-    approx = maxsim_segments(np.take(cscores, dcodes.astype(np.intp), axis=1), counts, [len(q)], weights)[0]
-    keep = cand[best(snapshot, approx, cand, p.ndecode)]
-    # Stage 4: decompress the last few and score them exactly.
-    scores = exact(snapshot, q, [len(q)], weights, keep, cache=False)[0]
-    return [(int(keep[i]), float(scores[i])) for i in best(snapshot, scores, keep, k)]
+) -> list[Ranked]:
+    """The cluster scan's estimate (``warp``) picks ``ndecode`` documents per query, scored exactly."""
+    assert snapshot.codec is not None, "the cluster scan needs a compressed snapshot"
+    estimates = warp.candidates(snapshot.codec, snapshot.token_lists, distinct, allowed, p.nprobe)
+    out = []
+    for (rows, weights), estimate in zip(distinct, estimates, strict=True):
+        pool = np.flatnonzero(np.isfinite(estimate))
+        if len(pool) < p.ndecode:  # too few documents hit: the other allowed ones follow, unordered
+            estimate = np.where(np.isfinite(estimate), estimate, np.float32(-1e30))
+            pool = np.flatnonzero(allowed)
+        keep = pool[best(snapshot, estimate[pool], pool, p.ndecode)]
+        scores = exact(snapshot, rows, [len(rows)], weights, keep, cache=False)[0]
+        out.append([(int(keep[i]), float(scores[i])) for i in best(snapshot, scores, keep, k)])
+    return out
 
 
 def exact(

@@ -14,7 +14,7 @@ import functools
 import sqlite3
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -23,8 +23,32 @@ import numpy as np
 from polycolbert.index import integrity, store
 from polycolbert.index.codec import Codec
 from polycolbert.index.errors import IndexBusy, IndexDamaged, retry_after
-from polycolbert.index.ivf import InvertedFile
 from polycolbert.index.store import RAW, SEGMENTS, Segment, token_positions
+from polycolbert.index.warp import TokenLists
+
+
+class Rows:
+    """The rows of several segments' arrays (memory-mapped) read as one array, without concatenating
+    them: a search reads only the rows it scores, so the residuals never need to fit in memory."""
+
+    def __init__(self, parts: list[np.ndarray], width: int):
+        self.parts = tuple(parts)
+        self.width = width
+        self.starts = np.cumsum([0] + [len(p) for p in parts]).astype(np.int64)
+
+    def __len__(self) -> int:
+        return int(self.starts[-1])
+
+    def __getitem__(self, positions: np.ndarray) -> np.ndarray:
+        positions = np.asarray(positions, dtype=np.int64)
+        if len(self.parts) == 1:
+            return np.asarray(self.parts[0][positions])
+        out = np.empty((len(positions), self.width), dtype=np.uint8)
+        part = np.searchsorted(self.starts, positions, side="right") - 1
+        for p in np.unique(part):
+            chosen = part == p
+            out[chosen] = self.parts[p][positions[chosen] - self.starts[p]]
+        return out
 
 
 @dataclass(frozen=True)
@@ -37,9 +61,8 @@ class Snapshot:
     lengths: np.ndarray  # [entries] int64 tokens
     offsets: np.ndarray  # [entries] int64 first token
     codes: np.ndarray  # [tokens] centroid codes (empty when raw)
-    residuals: np.ndarray  # [tokens, dims * nbits / 8] uint8 packed residuals (empty when raw)
+    residuals: Rows  # [tokens, dims * nbits / 8] uint8 packed residuals, memory-mapped (empty when raw)
     vectors: np.ndarray  # [tokens, dims] float16 exact vectors (empty unless raw)
-    ivf: InvertedFile | None = None  # for staged search; None when raw
 
     @property
     def raw(self) -> bool:
@@ -68,6 +91,12 @@ class Snapshot:
         return self.decode(self.positions(np.arange(len(self.lengths))), search_frame=True)
 
     @functools.cached_property
+    def token_lists(self) -> TokenLists:
+        """Every segment's tokens grouped by centroid, for the cluster scan (``warp``); built on first use."""
+        assert self.codec is not None, "a raw index has no clusters"
+        return TokenLists.build(self.codec, self.codes, self.residuals.parts, self.lengths)
+
+    @functools.cached_property
     def id_order(self) -> np.ndarray:
         """Entries sorted by document id: search ranks candidates in this order, so equal scores fall
         back to the id (tiny or freshly re-clustered indexes decode different tokens to one vector, and
@@ -80,12 +109,6 @@ class Snapshot:
         rank = np.empty(len(self.ids), dtype=np.int64)
         rank[self.id_order] = np.arange(len(self.ids))
         return rank
-
-    def with_ivf(self) -> Snapshot:
-        """This snapshot with its inverted file built (a raw one has none)."""
-        if self.codec is None:
-            return self
-        return replace(self, ivf=InvertedFile.build(self.codes, self.lengths, self.codec))
 
 
 def read(db: sqlite3.Connection, folder: Path, dimensions: int, nbits: int) -> Snapshot:
@@ -125,15 +148,11 @@ def read(db: sqlite3.Connection, folder: Path, dimensions: int, nbits: int) -> S
     width = dimensions * nbits // 8
     if codec is None:
         vectors = cat("vectors", np.float16).reshape(-1, dimensions)
-        codes, residuals = np.zeros(0, np.uint16), np.zeros((0, width), np.uint8)
+        codes, residuals = np.zeros(0, np.uint16), Rows([], width)
     else:
         vectors = np.zeros((0, dimensions), np.float16)
         codes = cat("codes", codec.code_dtype)
-        residuals = (
-            np.concatenate([np.asarray(s.residuals) for s in segs])
-            if segs
-            else np.zeros((0, width), np.uint8)
-        )
+        residuals = Rows([s.residuals for s in segs if s.residuals is not None], width)
     offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64) if len(lengths) else lengths
     live = np.isin(docs, live_docs)
     where = np.clip(np.searchsorted(live_docs, docs), 0, max(len(live_docs) - 1, 0))
@@ -181,7 +200,7 @@ class Reader:
                 loaded = consistent(
                     self.db, self.folder, lambda: read(self.db, self.folder, self.dimensions, self.nbits)
                 )
-                snapshot = self._snapshot = loaded.with_ivf()
+                snapshot = self._snapshot = loaded
                 self._version = loaded.version
             return snapshot
 

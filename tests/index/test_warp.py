@@ -1,0 +1,118 @@
+"""The cluster scan (``index/warp.py``) against independent references: decoded vectors, exhaustive MaxSim."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from index_helpers import clustered_docs, unit
+
+from polycolbert.index import Index
+from polycolbert.index import params as P
+from polycolbert.index.search import distinct_rows
+from polycolbert.index.warp import candidates
+
+
+def topical_docs(n: int, dims: int = 32, topics: int = 64, seed: int = 11) -> list[np.ndarray]:
+    """Documents whose tokens sit near a few of many topic directions (clustered like real token clouds;
+    ``index_helpers.clustered_docs`` adds so much noise that its tokens barely cluster)."""
+    rng = np.random.default_rng(seed)
+    centres = unit(rng.normal(size=(topics, dims)))
+    docs = []
+    for _ in range(n):
+        mine = rng.choice(topics, size=3, replace=False)
+        picks = centres[mine[rng.integers(0, 3, size=int(rng.integers(4, 25)))]]
+        docs.append(unit(picks + 0.08 * rng.normal(size=picks.shape)))
+    return docs
+
+
+@pytest.fixture
+def built(tmp_path: Path) -> tuple[Index, list[str], list[np.ndarray]]:
+    docs = topical_docs(900)
+    ids = [f"d{i:04d}" for i in range(len(docs))]
+    ix = Index.create(tmp_path / "ix", dimensions=32, nbits=2)
+    ix.add(ids[:500], ids=ids[:500], vectors=docs[:500])
+    ix.add(ids[500:], ids=ids[500:], vectors=docs[500:])  # two segments: the scan walks both
+    assert ix.info()["centroids"] > 0
+    return ix, ids, docs
+
+
+def queries(docs: list[np.ndarray], n: int = 24, seed: int = 200) -> list[np.ndarray]:
+    """Noisy copies of a few tokens of random documents: each query is about something in the corpus."""
+    rng = np.random.default_rng(seed)
+    picks = [docs[i][:6] + 0.2 * rng.normal(size=docs[i][:6].shape) for i in rng.choice(len(docs), n)]
+    return [(q / np.linalg.norm(q, axis=1, keepdims=True)).astype(np.float32) for q in picks]
+
+
+def test_scan_of_every_cluster_is_exact_maxsim_over_the_decoded_tokens(built: tuple) -> None:
+    """With every cluster probed, no similarity is imputed: the estimate must equal MaxSim computed
+    independently from the decoded vectors (``get_vectors``), for every document."""
+    ix, ids, docs = built
+    snap = ix._reader.current()
+    assert snap.codec is not None
+    qs = queries(docs, 6)
+    distinct = [(snap.codec.to_search_frame(r), w) for r, w in map(distinct_rows, qs)]
+    allowed = snap.live.copy()
+    got = candidates(snap.codec, snap.token_lists, distinct, allowed, len(snap.codec.centroids))
+    decoded = {i: ix.get_vectors(i) for i in ids}
+    for q, row in zip(qs, got, strict=True):
+        for e in range(len(allowed)):
+            want = float((q @ decoded[str(snap.ids[e])].T).max(axis=1).sum())
+            assert row[e] == pytest.approx(want, abs=1e-4)
+
+
+def test_cluster_path_agrees_with_exhaustive(built: tuple, monkeypatch: pytest.MonkeyPatch) -> None:
+    ix, _, docs = built
+    qs = queries(docs)
+    exhaustive = ix.search(query_vectors=qs, k=10, exhaustive=True)
+    monkeypatch.setattr(P, "BRUTE_FORCE_TOKENS", 0)
+    assert P.derive(10, 10**6, 64).path == P.CLUSTERS
+    scanned = ix.search(query_vectors=qs, k=10)
+    overlap = np.mean(
+        [len({h.id for h in a} & {h.id for h in b}) / 10 for a, b in zip(scanned, exhaustive, strict=True)]
+    )
+    assert overlap >= 0.9, overlap
+    assert sum(a[0].id == b[0].id for a, b in zip(scanned, exhaustive, strict=True)) >= len(qs) - 1
+    for a, b in zip(scanned, exhaustive, strict=True):  # scores come from the exact stage
+        same = {h.id: h.score for h in b}
+        assert all(h.score == pytest.approx(same[h.id], abs=1e-5) for h in a if h.id in same)
+    # One query at a time and a batch scan the same clusters: same results.
+    one = [ix.search(query_vectors=[q], k=10)[0] for q in qs]
+    assert [[h.id for h in r] for r in one] == [[h.id for h in r] for r in scanned]
+
+
+def test_cluster_path_respects_deletes_updates_and_filters(
+    built: tuple, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ix, ids, docs = built
+    monkeypatch.setattr(P, "BRUTE_FORCE_TOKENS", 0)
+    q = docs[123][:5]
+    assert ix.search(query_vectors=[q], k=1)[0][0].id == ids[123]
+    ix.delete([ids[123]])
+    assert ids[123] not in {h.id for h in ix.search(query_vectors=[q], k=50)[0]}
+    ix.update([ids[7]], [""], vectors=[docs[123]])  # d0007 now holds d0123's tokens
+    assert ix.search(query_vectors=[q], k=1)[0][0].id == ids[7]
+    kept = set(ids[600:620])
+    ix.update(ids[600:620], [""] * 20, metadata=[{"tag": "x"}] * 20, vectors=docs[600:620])
+    hits = ix.search(query_vectors=[q], k=10, filter={"tag": "x"})[0]
+    assert len(hits) == 10 and {h.id for h in hits} <= kept
+
+
+def test_equal_scores_fall_back_to_the_document_id(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    docs = clustered_docs(700, dims=32, seed=5)
+    ids = [f"d{i:04d}" for i in range(len(docs))]
+    twins = ["z-twin", "a-twin", "m-twin"]
+    with Index.create(tmp_path / "ix", dimensions=32) as ix:
+        ix.add(ids + twins, ids=ids + twins, vectors=docs + [docs[42]] * 3)
+        monkeypatch.setattr(P, "BRUTE_FORCE_TOKENS", 0)
+        hits = ix.search(query_vectors=[docs[42]], k=4)[0]
+    assert [h.id for h in hits[:3]] == ["a-twin", "d0042", "m-twin"]
+
+
+def test_info_names_the_search_path(built: tuple, monkeypatch: pytest.MonkeyPatch) -> None:
+    ix, _, _ = built
+    assert ix.info()["search"]["path"] == P.EXHAUSTIVE  # small: every token is scored
+    monkeypatch.setattr(P, "BRUTE_FORCE_TOKENS", 0)
+    info = ix.info()["search"]
+    assert info["path"] == P.CLUSTERS and info["nprobe"] == min(P.NPROBE, ix.info()["centroids"])
