@@ -367,7 +367,7 @@ class Index:
         """Top-``k`` hits per query, best first; ``k`` of them whenever ``k`` live documents match.
 
         ``fusion="bm25"`` ranks MaxSim's best 100 again with BM25 (:mod:`polycolbert.fusion`; needs the
-        query texts); the hits then carry the fused score."""
+        query texts); where the script gate lets BM25 count, the hits carry the fused score, else MaxSim's."""
         if isinstance(k, bool) or not isinstance(k, int) or k <= 0:
             raise ValueError(f"k must be a positive integer; got {k!r}")
         if query_vectors is None:

@@ -51,6 +51,18 @@ def search(
     allowed = snapshot.live.copy()
     if filter is not None:
         allowed &= np.isin(snapshot.docs, store.matching(db, filter))
+    script: str | None = None
+    if fusion == "bm25":
+        if fusion_texts is None or len(fusion_texts) != len(qs):
+            raise ValueError("BM25 fusion needs the query texts")
+        if not store.has_lexicon(db):
+            raise ValueError(
+                "this index has no BM25 lexicon (it was written before format 3); "
+                "any write, or `polycolbert index compact`, adds it"
+            )
+        script = dominant_of_counts(store.script_counts(db))
+        if not any(query_passes(t, script) for t in fusion_texts):
+            fusion = "none"  # the gate is closed for every query: the ranking is MaxSim's, at its own cost
     depth = k
     if hybrid_texts is not None:
         depth = max(k, 100)
@@ -60,14 +72,7 @@ def search(
     if hybrid_texts is not None:
         ranked = [fuse(db, snapshot, t, r, allowed, depth) for t, r in zip(hybrid_texts, ranked, strict=True)]
     elif fusion == "bm25":
-        if fusion_texts is None or len(fusion_texts) != len(ranked):
-            raise ValueError("BM25 fusion needs the query texts")
-        if not store.has_lexicon(db):
-            raise ValueError(
-                "this index has no BM25 lexicon (it was written before format 3); "
-                "any write, or `polycolbert index compact`, adds it"
-            )
-        script = dominant_of_counts(store.script_counts(db))
+        assert fusion_texts is not None
         ranked = [with_bm25(db, snapshot, t, r, script) for t, r in zip(fusion_texts, ranked, strict=True)]
     return [hits(db, snapshot, r[:k]) for r in ranked]
 
@@ -77,14 +82,14 @@ def with_bm25(
 ) -> Ranked:
     """MaxSim's candidates ranked again with their BM25 scores (``fusion.fuse_bm25``; the gate reads the
     corpus's ``script``); ties by document id."""
-    if not ranked:
-        return ranked
+    if not ranked or not query_passes(query, script):
+        return ranked  # nothing to fuse, or the gate is closed: MaxSim's ranking and scores
     entries = np.array([e for e, _ in ranked], dtype=np.int64)
     maxsim = np.array([s for _, s in ranked], dtype=np.float64)
     docs = snapshot.docs[entries]
     found = store.lexicon_scores(db, tokenize(query, None), docs.tolist())
     bm25 = np.array([found.get(int(d), 0.0) for d in docs], dtype=np.float64)
-    fused = fuse_bm25(maxsim, bm25, query_passes(query, script))
+    fused = fuse_bm25(maxsim, bm25, gate_open=True)
     return [(int(entries[i]), float(fused[i])) for i in best(snapshot, fused, entries, len(entries))]
 
 
