@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/encode.py prepare --workdir /tmp/encode-bench      # once, not timed
     .venv/bin/python benchmarks/encode.py race --workdir /tmp/encode-bench --profile sentences [--runs 3]
+    .venv/bin/python benchmarks/encode.py roofline --workdir /tmp/encode-bench --races RACE.json ...
 
 ``prepare`` writes the packaged default model (e5-small backbone + 128-d head) as a PyLate checkpoint, so
 every engine loads identical weights; exports it to ONNX in float32 and int8 (``encode_peers.py``, run in
@@ -34,6 +35,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from encode_roofline import roofline
 
 ROOT = Path(__file__).resolve().parents[1]
 PEER_PYTHON = ROOT / ".venv-bench" / "bin" / "python"
@@ -352,6 +355,10 @@ def main() -> None:
     timed.add_argument("--runs", type=int, default=3)
     timed.add_argument("--only", nargs="*", help="engines whose label contains one of these words")
     timed.add_argument("--output", type=Path)
+    roof = sub.add_parser("roofline", help="GEMM peaks per precision and each engine's achieved FLOP/s")
+    roof.add_argument("--workdir", type=Path, required=True)
+    roof.add_argument("--races", type=Path, nargs="*", default=[], help="race JSONs (race --output)")
+    roof.add_argument("--calls", type=int, default=10)
     work = sub.add_parser("worker")
     work.add_argument("--precision", required=True)
     work.add_argument("--model", required=True)
@@ -361,6 +368,7 @@ def main() -> None:
     {
         "prepare": lambda: prepare(args.workdir, args.data),
         "race": lambda: race(args),
+        "roofline": lambda: roofline(args.workdir, args.races, args.calls),
         "worker": lambda: worker(args),
     }[args.command]()
 
