@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/encode.py prepare --workdir /tmp/encode-bench      # once, not timed
     .venv/bin/python benchmarks/encode.py race --workdir /tmp/encode-bench --profile sentences [--runs 3]
+    .venv/bin/python benchmarks/encode.py roofline --workdir /tmp/encode-bench --races RACE.json ...
 
 ``prepare`` writes the packaged default model (e5-small backbone + 128-d head) as a PyLate checkpoint, so
 every engine loads identical weights; exports it to ONNX in float32 and int8 (``encode_peers.py``, run in
@@ -16,7 +17,8 @@ capped at AVX512-VNNI: what a CPU without bf16 units gets); PyLate float32 and b
 float32 and int8. One warm-up, then the median of ``--runs``. Tokens/s counts the tokens of each text that
 got a vector: PyLate and ONNX Runtime cut a document at 512 tokens, polycolbert encodes all of it in
 overlapping windows. ``agreement`` is the per-token cosine to polycolbert float32 on the first four texts
-(min / mean; ``-`` where the rows differ).
+(min / mean; ``-`` where the rows differ). ``--experiments`` adds rows measured but not shipped
+(``torch.compile`` of the backbone, compiled for every batch shape before the timed runs).
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from encode_roofline import roofline
 
 ROOT = Path(__file__).resolve().parents[1]
 PEER_PYTHON = ROOT / ".venv-bench" / "bin" / "python"
@@ -56,6 +60,12 @@ ENGINES: list[tuple[str, str, str, dict[str, str]]] = [
     ("PyLate bfloat16", "pylate", "bfloat16", {}),
     ("ONNX Runtime float32", "onnx", "float32", {}),
     ("ONNX Runtime int8", "onnx", "int8", {}),
+]
+# Measured on request (``race --experiments``), not shipped: torch.compile (inductor) of the backbone.
+COMPILE = {"POLYCOLBERT_BENCH_COMPILE": "1"}
+EXPERIMENTS: list[tuple[str, str, str, dict[str, str]]] = [
+    ("polycolbert float32 + torch.compile", "polycolbert", "float32", COMPILE),
+    ("polycolbert bfloat16 + torch.compile", "polycolbert", "bfloat16", COMPILE),
 ]
 
 
@@ -234,6 +244,19 @@ def worker(args: argparse.Namespace) -> None:
     texts = json.loads(Path(args.texts).read_text(encoding="utf-8"))
     model = ColBERT.load(args.model, dtype=args.precision, doc_maxlen=8192)
     dim = model.spec.default_dim
+    if os.environ.get("POLYCOLBERT_BENCH_COMPILE"):
+        import torch._inductor.config
+
+        from polycolbert.encoding.precision import OneDnnLinear
+
+        for module in model.backbone.modules():  # inductor picks its own GEMMs; dynamo cannot trace ours
+            if isinstance(module, OneDnnLinear):
+                module.__class__ = torch.nn.Linear
+        torch._inductor.config.freezing = True  # weights as constants: oneDNN prepacking, CPU inference mode
+        model.backbone = torch.compile(model.backbone, dynamic=True)
+        started = time.perf_counter()
+        model.encode_documents(texts, dimensions=dim)  # compile every shape before the timed runs
+        compile_s = time.perf_counter() - started
     model.encode_documents(texts[:32], dimensions=dim)
     times = []
     for _ in range(args.runs):
@@ -247,6 +270,8 @@ def worker(args: argparse.Namespace) -> None:
         "vectors": [v.astype(float).tolist() for v in model.encode_documents(texts[:4], dimensions=dim)],
         "precision": model.precision,
     }
+    if os.environ.get("POLYCOLBERT_BENCH_COMPILE"):
+        result["compile_s"] = compile_s
     json.dump(result, sys.stdout)
 
 
@@ -287,7 +312,7 @@ def race(args: argparse.Namespace) -> None:
     print("| --- | ---: | ---: | ---: | ---: | --- |", flush=True)
     rows: dict[str, dict] = {}
     reference = None
-    for label, engine, precision, env in ENGINES:
+    for label, engine, precision, env in ENGINES + (EXPERIMENTS if args.experiments else []):
         if engine != "polycolbert" and not PEER_PYTHON.exists():
             print(f"({label} skipped: {PEER_PYTHON} missing; see benchmarks/README.md)")
             continue
@@ -309,6 +334,8 @@ def race(args: argparse.Namespace) -> None:
         peer = rows.get("PyLate bfloat16" if row["precision"] == "bfloat16" else "PyLate float32")
         ratio = f"{row['tokens_per_s'] / peer['tokens_per_s']:.2f}x" if peer and engine != "pylate" else ""
         shown = label if precision != "auto" else f"{label} (= {row['precision']})"
+        if "compile_s" in data:
+            shown += f" (first pass, compiling: {data['compile_s']:.0f} s)"
         print(
             f"| {shown} | {row['tokens_per_s']:,.0f} | {ratio} | {row['peak_rss_mb']:,.0f} | "
             f"{row['spread']:.0%} | {row['agreement']} |",
@@ -352,6 +379,11 @@ def main() -> None:
     timed.add_argument("--runs", type=int, default=3)
     timed.add_argument("--only", nargs="*", help="engines whose label contains one of these words")
     timed.add_argument("--output", type=Path)
+    timed.add_argument("--experiments", action="store_true", help="also the torch.compile rows (EXPERIMENTS)")
+    roof = sub.add_parser("roofline", help="GEMM peaks per precision and each engine's achieved FLOP/s")
+    roof.add_argument("--workdir", type=Path, required=True)
+    roof.add_argument("--races", type=Path, nargs="*", default=[], help="race JSONs (race --output)")
+    roof.add_argument("--calls", type=int, default=10)
     work = sub.add_parser("worker")
     work.add_argument("--precision", required=True)
     work.add_argument("--model", required=True)
@@ -361,6 +393,7 @@ def main() -> None:
     {
         "prepare": lambda: prepare(args.workdir, args.data),
         "race": lambda: race(args),
+        "roofline": lambda: roofline(args.workdir, args.races, args.calls),
         "worker": lambda: worker(args),
     }[args.command]()
 

@@ -3,6 +3,7 @@
     .venv-bench/bin/python benchmarks/encode_peers.py export-onnx --model DIR --out DIR
     .venv-bench/bin/python benchmarks/encode_peers.py time --engine pylate|onnx --precision P \
         --model DIR --texts FILE --runs N [--onnx DIR]
+    .venv-bench/bin/python benchmarks/encode_peers.py gemm --hidden 384 --intermediate 1536 --rows 1024 4096
 
 It imports nothing from polycolbert. ``export-onnx`` writes what fastembed runs: the PyLate checkpoint's
 backbone and ColBERT head as one ONNX graph (``model.onnx``, float32, fused by ONNX Runtime's transformer
@@ -188,6 +189,64 @@ def time_engine(args: argparse.Namespace) -> None:
     json.dump(result, sys.stdout)
 
 
+def gemm(args: argparse.Namespace) -> None:
+    """ONNX Runtime's float32 MatMul and its dynamically quantised int8 one (what ``quantize_dynamic`` makes
+    of a model's MatMuls) on the encoder's GEMM shapes: GFLOP/s per shape and the layer ``mix``, as JSON."""
+    import tempfile
+
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    h, i = args.hidden, args.intermediate
+    shapes = [("QKV/out h x h", h, h, 4), ("FFN up", h, i, 1), ("FFN down", i, h, 1)]
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = THREADS
+    options.inter_op_num_threads = 1
+    rng = np.random.default_rng(0)
+    results: dict[str, dict[str, float]] = {"ORT fp32 MatMul": {}, "ORT int8 dynamic MatMul": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        for m in args.rows:
+            seconds = dict.fromkeys(results, 0.0)
+            for name, k, n, count in shapes:
+                weight = numpy_helper.from_array(
+                    (rng.standard_normal((k, n)) / k**0.5).astype(np.float32), "w"
+                )
+                bias = numpy_helper.from_array(rng.standard_normal(n).astype(np.float32), "b")
+                graph = helper.make_graph(
+                    [
+                        helper.make_node("MatMul", ["x", "w"], ["y0"]),
+                        helper.make_node("Add", ["y0", "b"], ["y"]),
+                    ],
+                    "gemm",
+                    [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["m", k])],
+                    [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["m", n])],
+                    [weight, bias],
+                )
+                plain = f"{tmp}/f{k}x{n}.onnx"
+                model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+                onnx.save(model, plain)
+                quantised = f"{tmp}/q{k}x{n}.onnx"
+                quantize_dynamic(plain, quantised, weight_type=QuantType.QInt8, per_channel=True)
+                x = rng.standard_normal((m, k)).astype(np.float32)
+                for label, path in (("ORT fp32 MatMul", plain), ("ORT int8 dynamic MatMul", quantised)):
+                    session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+                    session.run(None, {"x": x})
+                    times = []
+                    for _ in range(args.calls):
+                        started = time.perf_counter()
+                        session.run(None, {"x": x})
+                        times.append(time.perf_counter() - started)
+                    t = float(np.median(times))
+                    results[label][f"{name} M={m}"] = 2 * m * k * n / t / 1e9
+                    seconds[label] += count * t
+            flops = sum(2 * m * k * n * count for _, k, n, count in shapes)
+            for label, total in seconds.items():
+                results[label][f"mix M={m}"] = flops / total / 1e9
+    json.dump(results, sys.stdout)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -203,9 +262,16 @@ def main() -> None:
     timed.add_argument("--onnx")
     timed.add_argument("--texts", required=True)
     timed.add_argument("--runs", type=int, default=3)
+    kernels = sub.add_parser("gemm")
+    kernels.add_argument("--hidden", type=int, required=True)
+    kernels.add_argument("--intermediate", type=int, required=True)
+    kernels.add_argument("--rows", type=int, nargs="+", required=True)
+    kernels.add_argument("--calls", type=int, default=10)
     args = parser.parse_args()
     if args.command == "export-onnx":
         export_onnx(args.model, args.out)
+    elif args.command == "gemm":
+        gemm(args)
     else:
         time_engine(args)
 

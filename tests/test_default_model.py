@@ -196,8 +196,14 @@ def torch_linear(routed):
     return linear
 
 
-def test_int8_is_on_request_only_and_reported(model):
+def test_int8_stays_close_to_fp32_and_is_reported(model):
+    """Smoothed per-token int8 (encoding/int8.py) against float32, and a text alone against the same text
+    in a batch: per-token scales make its vectors independent of its batch neighbours."""
     int8 = ColBERT.load(dtype="int8")
     assert int8.info()["compute_dtype"] == "int8" and model.info()["compute_dtype"] == "float32"
-    a, b = model.encode_documents([TEXTS["en"]])[0], int8.encode_documents([TEXTS["en"]])[0]
-    assert a.shape == b.shape and (a * b).sum(axis=1).mean() > 0.8
+    texts = list(TEXTS.values())
+    batched = int8.encode_documents(texts)
+    for a, b in zip(model.encode_documents(texts), batched, strict=True):
+        assert a.shape == b.shape and (a * b).sum(axis=1).min() > 0.99
+    alone = int8.encode_documents([texts[2]])[0]
+    assert np.allclose(alone, batched[2], atol=1e-5)

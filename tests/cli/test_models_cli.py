@@ -46,7 +46,9 @@ def test_column_groups_fill_in_order():
     assert column_groups(20, [200], 80) == [[0]]  # one column wider than the terminal still shows
 
 
-@pytest.mark.parametrize(("flags", "expected"), [("avx2 avx512_bf16", "bfloat16"), ("avx2", "float32")])
+@pytest.mark.parametrize(
+    ("flags", "expected"), [("avx2 avx512_bf16", "bfloat16"), ("avx512_vnni", "int8"), ("avx2", "float32")]
+)
 def test_says_which_precision_auto_picks_here(flags, expected):
     result = CliRunner().invoke(app, ["models"], env={"COLUMNS": "250", "POLYCOLBERT_CPU_FLAGS": flags})
     assert result.exit_code == 0, result.output

@@ -21,13 +21,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from polycolbert.encoding.int8 import calibration_texts, input_maxima, linear_layers, smooth_int8_layers
 from polycolbert.encoding.precision import (
     DType,
     Precision,
     autocast_dtype,
     choose_precision,
     onednn_linear_layers,
-    quantise_linear_layers,
 )
 from polycolbert.encoding.recipe import Recipe, TokenizedText, length_sorted_batches
 from polycolbert.models.catalog import DEFAULT_MODEL, resolve
@@ -62,7 +62,7 @@ class ColBERT:
         self.precision: Precision = choose_precision(dtype, self.device)
         self.compute_dtype = autocast_dtype(self.precision)
         if self.precision == "int8":
-            quantise_linear_layers(self.backbone)
+            self._smooth_int8()
         elif self.device.type == "cpu":
             onednn_linear_layers(self.backbone)
 
@@ -79,6 +79,14 @@ class ColBERT:
         folder = resolve(name_or_path)
         name = None if Path(os.fspath(name_or_path)).is_dir() else os.fspath(name_or_path)
         return cls(load_checkpoint(folder, name=name, **overrides), dtype=dtype, device=device)
+
+    def _smooth_int8(self) -> None:
+        """Swap the backbone's linear layers for smoothed int8 ones, calibrated on the shipped texts in
+        float32 (``encoding/int8.py``); a second or two at load, nothing per call."""
+        names = list(linear_layers(self.backbone))
+        calibration = self.tokenize(calibration_texts(), "document")
+        maxima = input_maxima(self.backbone, lambda: self._run(calibration, (STATES,), 32, False), names)
+        smooth_int8_layers(self.backbone, maxima)
 
     # -- description ------------------------------------------------------------------------------
     @property

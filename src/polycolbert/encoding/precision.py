@@ -7,9 +7,9 @@ docs/benchmarks.md, "Encoding precision"):
 * ``float32``: the reference, everywhere;
 * ``bfloat16``: autocast to bf16 matmuls, where the CPU has bf16 dot-product units (AVX512-BF16 or AMX);
   elsewhere the CPU emulates them and bf16 is slower than float32;
-* ``int8``: the backbone's linear layers run as dynamically quantised int8 GEMMs (weights per output
-  channel, activations per call), on request only: it fails the gate on the default model (per-token
-  cosine about 0.95, the FFN layers' activation outliers), so ``auto`` never picks it.
+* ``int8``: the backbone's linear layers run as int8 VNNI GEMMs on SmoothQuant-smoothed operands with one
+  activation scale per token (``encoding/int8.py``); it passes the gate on the default model, and ``auto``
+  picks it where the CPU has int8 dot-product units (AVX512-VNNI, AVX-VNNI, AMX-INT8) but no bf16 ones.
 
 ``auto`` on a GPU picks bf16 where the device supports it. ``POLYCOLBERT_CPU_FLAGS`` (a space-separated
 flag list) replaces ``/proc/cpuinfo`` for the choice, so the picker can be told it is on another CPU
@@ -88,24 +88,14 @@ def choose_precision(dtype: str, device: torch.device, units: CpuUnits | None = 
     if device.type == "cuda":
         return "bfloat16" if torch.cuda.is_bf16_supported() else "float32"
     units = cpu_units() if units is None else units
-    return "bfloat16" if units.bf16 else "float32"
+    if units.bf16:
+        return "bfloat16"
+    return "int8" if units.int8 else "float32"
 
 
 def autocast_dtype(precision: Precision) -> torch.dtype:
     """The dtype the forward pass is autocast to (int8 layers take and give float32)."""
     return torch.bfloat16 if precision == "bfloat16" else torch.float32
-
-
-def quantise_linear_layers(module: nn.Module) -> nn.Module:
-    """``module`` with every ``nn.Linear`` swapped, in place, for a dynamically quantised int8 one.
-
-    Weights are quantised per output channel (a per-tensor scale costs accuracy on e5's wide FFN rows);
-    activations get one scale per call, computed from the batch. Other tensors (embeddings, LayerNorm)
-    are left as they are, so memory-mapped weights stay mapped.
-    """
-    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
-
-    return quantize_dynamic(module, {nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8, inplace=True)
 
 
 def precision_line(precision: Precision, device: torch.device) -> str:

@@ -67,8 +67,14 @@ def fingerprint_modules(modules: Iterable[object], extra: str = "") -> str:
         else:
             continue
         for name, tensor in items:
-            t = tensor.detach().cpu().contiguous()
-            digest.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
+            if not isinstance(tensor, torch.Tensor):  # e.g. a quantised layer's packed parameters
+                digest.update(f"{name}:{tensor!r}".encode())
+                continue
+            t = tensor.detach().cpu()
+            if t.is_quantized:
+                t = t.int_repr()
+            t = t.contiguous().reshape(-1)  # 0-d tensors (scales, zero points) cannot change dtype in place
+            digest.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype}".encode())
             digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return digest.hexdigest()
 
