@@ -33,6 +33,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = Path.home() / ".cache" / "polycolbert" / "bench"
 K = 10
+ENGINES = ("fp32", "scan", "index-exhaustive")
 
 
 def load(corpus: str) -> tuple[list[np.ndarray], np.ndarray, dict[str, Any]]:
@@ -133,7 +134,7 @@ def latency(times: list[float]) -> dict[str, float]:
     }
 
 
-def warp(corpus: str, index: Path, build_json: Path) -> dict[str, Any]:
+def warp(corpus: str, index: Path, build_json: Path, queries: int) -> dict[str, Any]:
     out = Path("/tmp") / f"warp-search-{os.getpid()}.json"
     command = [
         str(ROOT / ".venv-plaid" / "bin" / "python"),
@@ -144,6 +145,8 @@ def warp(corpus: str, index: Path, build_json: Path) -> dict[str, Any]:
         str(index),
         "--threads",
         "2",
+        "--queries",
+        str(queries),
         "--output",
         str(out),
     ]
@@ -180,10 +183,18 @@ def main() -> None:
     parser.add_argument("--corpus", required=True)
     parser.add_argument("--nbits", type=int, default=2)
     parser.add_argument("--build", action="store_true")
-    parser.add_argument("--warp", type=Path, help="a built XTR-WARP index folder")
-    parser.add_argument("--warp-build", type=Path, help="its peers_warp.py --build JSON")
+    parser.add_argument(
+        "--engines",
+        nargs="*",
+        default=list(ENGINES),
+        choices=ENGINES,
+        help="fp32: exhaustive float32 MaxSim (also the reference; its ranking is cached for later runs); "
+        "scan: the index's own path; index-exhaustive: the index with exhaustive=True",
+    )
+    parser.add_argument("--warp", type=Path, nargs="*", default=[], help="built XTR-WARP index folders")
+    parser.add_argument("--warp-build", type=Path, nargs="*", default=[], help="their --build JSONs")
     parser.add_argument("--queries", type=int, default=0, help="the first N queries only (0: all)")
-    parser.add_argument("--output", type=Path)
+    parser.add_argument("--output", type=Path, help="JSON; rows of an existing file are kept unless rerun")
     args = parser.parse_args()
     if args.build:
         build(args.corpus, args.nbits)
@@ -193,25 +204,29 @@ def main() -> None:
         queries = queries[: args.queries]
         ids = {**ids, "query_ids": ids["query_ids"][: args.queries]}
     load_start = os.getloadavg()
-    reference, times = exhaustive(docs, queries)
     tokens = sum(len(d) for d in docs)
-    rows = [
-        {
-            "system": "exhaustive fp32 MaxSim",
-            "bytes_per_token": docs[0].shape[1] * 4,
-            **latency(times),
-            "batched_qps": None,
-            "ranked": reference,
-        }
-    ]
+    cached = BENCH / args.corpus / f"fp32-top{K}-{len(queries)}q.json"
+    rows = []
+    if "fp32" in args.engines or not cached.exists():
+        reference, times = exhaustive(docs, queries)
+        cached.write_text(json.dumps(reference))
+        row: dict[str, Any] = {"system": "exhaustive fp32 MaxSim", "bytes_per_token": docs[0].shape[1] * 4}
+        rows.append({**row, **latency(times), "batched_qps": None, "ranked": reference})
+    reference = json.loads(cached.read_text())
     del docs
-    rows.append(polycolbert(args.corpus, args.nbits, queries, exhaustive=False))
-    rows.append(polycolbert(args.corpus, args.nbits, queries, exhaustive=True))
-    if args.warp:
-        rows.append(warp(args.corpus, args.warp, args.warp_build))
+    if "scan" in args.engines:
+        rows.append(polycolbert(args.corpus, args.nbits, queries, exhaustive=False))
+    if "index-exhaustive" in args.engines:
+        rows.append(polycolbert(args.corpus, args.nbits, queries, exhaustive=True))
+    for index, built in zip(args.warp, args.warp_build, strict=True):
+        rows.append(warp(args.corpus, index, built, len(queries)))
     for row in rows:
         row.update(quality(ids, row.pop("ranked"), reference))
         row.update(corpus=args.corpus, tokens=tokens, documents=len(ids["doc_ids"]), queries=len(queries))
+        row.update(loadavg=os.getloadavg())
+    if args.output and args.output.exists():
+        names = {r["system"] for r in rows}
+        rows = [r for r in json.loads(args.output.read_text())["rows"] if r["system"] not in names] + rows
     result = {"rows": rows, "loadavg_start": load_start, "loadavg_end": os.getloadavg(), "k": K, "threads": 2}
     print_table(rows)
     print("load average", load_start, os.getloadavg())
