@@ -155,7 +155,7 @@ def warp(corpus: str, index: Path, build_json: Path, queries: int) -> dict[str, 
     built = json.loads(build_json.read_text())["build"]
     s = data["search"]
     return {
-        "system": data["system"],
+        "system": json.loads(build_json.read_text())["system"],  # the search run does not know nbits
         "build_s": built["seconds"],
         "bytes_per_token": built["bytes_per_token"],
         **{k: s[k] for k in ("p50_ms", "p99_ms", "qps", "batched_qps")},
