@@ -35,10 +35,9 @@ class SegmentLists:
     """One segment's tokens grouped by centroid: centroid ``c``'s are ``[ptr[c], ptr[c + 1])``."""
 
     ptr: np.ndarray  # [n_centroids + 1] int64
-    tokens: np.ndarray  # int32 positions within the segment
     entries: np.ndarray  # int32 entry (index-wide) of each token
     inv_norms: np.ndarray  # float32 1 / norm of each token's centroid + residual (decode normalises)
-    residuals: np.ndarray  # [segment tokens, bytes] uint8, the segment's (memory-mapped) residuals
+    residuals: np.ndarray  # [segment tokens, bytes] uint8 residuals, in cluster order (a copy in RAM)
 
 
 @dataclass(frozen=True)
@@ -69,10 +68,9 @@ class TokenLists:
             out.append(
                 SegmentLists(
                     ptr,
-                    order.astype(np.int32),
                     entry_of_token[start : start + n][order],
                     norms[order],
-                    part,
+                    np.ascontiguousarray(part[order]),
                 )
             )
             start += n
@@ -117,7 +115,6 @@ def candidates(
                 cscores,
                 probe,
                 seg.ptr,
-                seg.tokens,
                 seg.entries,
                 seg.inv_norms,
                 seg.residuals,
@@ -148,7 +145,7 @@ def _inv_norms(
 
 
 @njit(cache=True, parallel=True, nogil=True)
-def _scan(tables, cscores, probe, ptr, tokens, entries, inv_norms, residuals, allowed, best):  # type: ignore[no-untyped-def]
+def _scan(tables, cscores, probe, ptr, entries, inv_norms, residuals, allowed, best):  # type: ignore[no-untyped-def]
     """``best[i, e]``: the best similarity of row ``i`` to a token of entry ``e`` in its probed clusters."""
     groups = residuals.shape[1]
     for i in prange(tables.shape[0]):
@@ -161,10 +158,9 @@ def _scan(tables, cscores, probe, ptr, tokens, entries, inv_norms, residuals, al
                 e = entries[j]
                 if not allowed[e]:
                     continue
-                t = tokens[j]
                 s = base
                 for g in range(groups):
-                    s += table[g, residuals[t, g]]
+                    s += table[g, residuals[j, g]]
                 s *= inv_norms[j]
                 if s > row[e]:
                     row[e] = s
