@@ -195,7 +195,15 @@ def main() -> None:
     parser.add_argument("--warp-build", type=Path, nargs="*", default=[], help="their --build JSONs")
     parser.add_argument("--queries", type=int, default=0, help="the first N queries only (0: all)")
     parser.add_argument("--output", type=Path, help="JSON; rows of an existing file are kept unless rerun")
+    parser.add_argument("--rss", action="store_true", help="search-only process: memory")
+    parser.add_argument("--plot", type=Path, nargs="+", help="draw OUT.png from these result JSONs and stop")
     args = parser.parse_args()
+    if args.plot:
+        plot(args.plot[0], args.plot[1:])
+        return
+    if args.rss:
+        search_rss(args.corpus, args.nbits, args.queries or 100)
+        return
     if args.build:
         build(args.corpus, args.nbits)
         return
@@ -232,6 +240,50 @@ def main() -> None:
     print("load average", load_start, os.getloadavg())
     if args.output:
         args.output.write_text(json.dumps(result, indent=1))
+
+
+def search_rss(corpus: str, nbits: int, n: int) -> None:
+    """Memory of a process that only opens the index and searches (no corpus vectors loaded)."""
+    from polycolbert.index import Index
+
+    queries = np.load(BENCH / corpus / "query_tokens.npy", mmap_mode="r")[:n].astype(np.float32)
+    before = rss()
+    with Index.open(BENCH / corpus / f"polycolbert-nbits{nbits}") as index:
+        opened = rss()
+        for q in queries:
+            index.search(query_vectors=[q], k=K)
+        for s in range(0, len(queries), 32):
+            index.search(query_vectors=list(queries[s : s + 32]), k=K)
+        record = {"corpus": corpus, "before_open": before, "opened": opened, "after_search": rss()}
+        info = index.info()
+        record["info"] = {key: info[key] for key in ("tokens", "centroids", "bytes_per_token", "search")}
+    print(json.dumps(record))
+
+
+def plot(out: Path, results: list[Path]) -> None:
+    """p50 latency and batched QPS against corpus tokens, one line per engine."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    series: dict[str, list[tuple[int, float, float]]] = {}
+    for path in results:
+        for r in json.loads(path.read_text())["rows"]:
+            qps = r.get("batched_qps") or float("nan")
+            series.setdefault(r["system"], []).append((r["tokens"], r["p50_ms"], qps))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for name, points in sorted(series.items()):
+        points.sort()
+        x = [p[0] / 1e6 for p in points]
+        left.plot(x, [p[1] for p in points], marker="o", label=name)
+        right.plot(x, [p[2] for p in points], marker="o", label=name)
+    left.set(xlabel="corpus, million tokens", ylabel="p50 ms, one query per call (log)", yscale="log")
+    right.set(xlabel="corpus, million tokens", ylabel="batched queries per second (log)", yscale="log")
+    left.legend(fontsize=7)
+    fig.suptitle("Search latency and throughput vs corpus size (2 threads, k=10)")
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
 
 
 def print_table(rows: list[dict[str, Any]]) -> None:
