@@ -110,8 +110,9 @@ def candidates(
         weights = np.concatenate([w for _, w in group]).astype(np.float32)
         starts = np.cumsum([0] + [len(rows) for rows, _ in group]).astype(np.int64)
         cscores = dot_rows(q, codec.search_centroids)  # [rows, C]
-        probe = np.argpartition(-cscores, nprobe - 1, axis=1)[:, :nprobe].astype(np.int64)
-        impute = np.take_along_axis(cscores, probe, axis=1).min(axis=1)
+        probe = np.empty((len(q), nprobe), dtype=np.int64)
+        impute = np.empty(len(q), dtype=np.float32)
+        _probe(cscores, probe, impute)
         tables = lookup_tables(codec, q)
         best = np.full((len(q), n_entries), -np.inf, dtype=np.float32)
         for seg in lists.segments:
@@ -162,6 +163,25 @@ def _inv_norms(
 
 
 @njit(cache=True, parallel=True, nogil=True)
+def _probe(cscores, probe, impute):  # type: ignore[no-untyped-def]
+    """Per row, the ``probe.shape[1]`` best centroids (any order) and the weakest of their scores."""
+    n = probe.shape[1]
+    for i in prange(cscores.shape[0]):
+        row = cscores[i]
+        top = np.full(n, -np.inf, dtype=np.float32)
+        which = np.zeros(n, dtype=np.int64)
+        low = 0  # the slot holding the weakest of the kept scores
+        for c in range(len(row)):
+            if row[c] > top[low]:
+                top[low], which[low] = row[c], c
+                for j in range(n):
+                    if top[j] < top[low]:
+                        low = j
+        probe[i] = which
+        impute[i] = top[low]
+
+
+@njit(cache=True, parallel=True, nogil=True, fastmath=True)
 def _scan(tables, cscores, probe, ptr, entries, inv_norms, residuals, allowed, best):  # type: ignore[no-untyped-def]
     """``best[i, e]``: the best similarity of row ``i`` to a token of entry ``e`` in its probed clusters."""
     groups = residuals.shape[1]
