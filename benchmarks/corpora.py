@@ -33,10 +33,14 @@ XQUAD = ("ar", "de", "el", "en", "es", "hi", "ru", "th", "tr", "vi", "zh")
 TRAINING = ("squad-it", "cmrc2018-zh", "jaquad-ja", "arcd-ar")
 QUERY_LEN = 32
 TARGET_TOKENS = 5_050_000  # mixed5m stops adding udhr passages here
-# The evaluation cache of the default model as the full evaluation encoded it (scifact, XQuAD, Belebele);
-# the model's identity has moved since (``ColBERT.info`` changed), so these vectors are read by name and
-# only texts missing from them are encoded by the current model (every engine gets the same vectors).
-ENCODED = "polycolbert-e5-small-torch.bfloat16-5e070fbc34f565e81edcd95d"
+# Evaluation caches of the default model under identities it had before (``ColBERT.info`` changed, the
+# weights did not): the full evaluation's (scifact, XQuAD, Belebele), then the one mixed5m's first
+# encoding run filled (the training sets' paragraphs, udhr). They are read by name, in this order, and
+# only texts missing from all of them are encoded by the current model (every engine gets the same vectors).
+ENCODED = (
+    "polycolbert-e5-small-torch.bfloat16-5e070fbc34f565e81edcd95d",
+    "polycolbert-e5-small-torch.bfloat16-b6891001dad9780cf9acf2ab",
+)
 
 
 def _read(path: Path) -> list[dict[str, Any]]:
@@ -139,20 +143,18 @@ def build(name: str, dims: int = 128) -> Path:
     encoder = ColBERTEncoder(ColBERT.load(), (dims,))
     wanted = [f"colbert-{dims}"]
     old = {
-        side: EncodingCache(default_cache_dir(), ENCODED, f"{side}-colbert-{dims}", dims)
+        side: [EncodingCache(default_cache_dir(), name, f"{side}-colbert-{dims}", dims) for name in ENCODED]
         for side in ("document", "query")
     }
 
     def vectors(texts: list[str], side: str, progress: object) -> list[np.ndarray]:
-        missing = set(old[side].missing(texts))
-        have = dict(
-            zip(
-                [t for t in texts if t not in missing],
-                old[side].get([t for t in texts if t not in missing]),
-                strict=True,
-            )
-        )
-        todo = [t for t in texts if t in missing]
+        have: dict[str, np.ndarray] = {}
+        for cache in old[side]:
+            wanted_here = [t for t in texts if t not in have]
+            missing = set(cache.missing(wanted_here))
+            found = [t for t in wanted_here if t not in missing]
+            have.update(zip(found, cache.get(found), strict=True))
+        todo = [t for t in texts if t not in have]
         if todo:
             fresh = encode_cached(encoder, todo, side, wanted, default_cache_dir(), progress)[wanted[0]]
             have.update(zip(todo, fresh, strict=True))

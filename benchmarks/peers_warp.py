@@ -37,6 +37,7 @@ def main() -> None:
     parser.add_argument("--nbits", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--k", type=int, default=10)
+    parser.add_argument("--queries", type=int, default=0, help="the first N queries only (0: all)")
     parser.add_argument("--build", action="store_true", help="build the index (else: time search on it)")
     parser.add_argument("--output", type=Path, required=True)
     args = parser.parse_args()
@@ -66,6 +67,8 @@ def main() -> None:
         }
     else:
         queries = torch.from_numpy(np.load(args.vectors / "query_tokens.npy").astype(np.float32))
+        if args.queries:
+            queries = queries[: args.queries]
         index = XTRWarp(str(args.workdir)).load(device="cpu")
         index.search(queries[:2], top_k=args.k, num_threads=args.threads, show_progress=False)  # warm
         times, ranked = [], []

@@ -33,6 +33,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = Path.home() / ".cache" / "polycolbert" / "bench"
 K = 10
+ENGINES = ("fp32", "scan", "index-exhaustive")
 
 
 def load(corpus: str) -> tuple[list[np.ndarray], np.ndarray, dict[str, Any]]:
@@ -133,7 +134,7 @@ def latency(times: list[float]) -> dict[str, float]:
     }
 
 
-def warp(corpus: str, index: Path, build_json: Path) -> dict[str, Any]:
+def warp(corpus: str, index: Path, build_json: Path, queries: int) -> dict[str, Any]:
     out = Path("/tmp") / f"warp-search-{os.getpid()}.json"
     command = [
         str(ROOT / ".venv-plaid" / "bin" / "python"),
@@ -144,6 +145,8 @@ def warp(corpus: str, index: Path, build_json: Path) -> dict[str, Any]:
         str(index),
         "--threads",
         "2",
+        "--queries",
+        str(queries),
         "--output",
         str(out),
     ]
@@ -152,7 +155,7 @@ def warp(corpus: str, index: Path, build_json: Path) -> dict[str, Any]:
     built = json.loads(build_json.read_text())["build"]
     s = data["search"]
     return {
-        "system": data["system"],
+        "system": json.loads(build_json.read_text())["system"],  # the search run does not know nbits
         "build_s": built["seconds"],
         "bytes_per_token": built["bytes_per_token"],
         **{k: s[k] for k in ("p50_ms", "p99_ms", "qps", "batched_qps")},
@@ -180,11 +183,27 @@ def main() -> None:
     parser.add_argument("--corpus", required=True)
     parser.add_argument("--nbits", type=int, default=2)
     parser.add_argument("--build", action="store_true")
-    parser.add_argument("--warp", type=Path, help="a built XTR-WARP index folder")
-    parser.add_argument("--warp-build", type=Path, help="its peers_warp.py --build JSON")
+    parser.add_argument(
+        "--engines",
+        nargs="*",
+        default=list(ENGINES),
+        choices=ENGINES,
+        help="fp32: exhaustive float32 MaxSim (also the reference; its ranking is cached for later runs); "
+        "scan: the index's own path; index-exhaustive: the index with exhaustive=True",
+    )
+    parser.add_argument("--warp", type=Path, nargs="*", default=[], help="built XTR-WARP index folders")
+    parser.add_argument("--warp-build", type=Path, nargs="*", default=[], help="their --build JSONs")
     parser.add_argument("--queries", type=int, default=0, help="the first N queries only (0: all)")
-    parser.add_argument("--output", type=Path)
+    parser.add_argument("--output", type=Path, help="JSON; rows of an existing file are kept unless rerun")
+    parser.add_argument("--rss", action="store_true", help="search-only process: memory")
+    parser.add_argument("--plot", type=Path, nargs="+", help="draw OUT.png from these result JSONs and stop")
     args = parser.parse_args()
+    if args.plot:
+        plot(args.plot[0], args.plot[1:])
+        return
+    if args.rss:
+        search_rss(args.corpus, args.nbits, args.queries or 100)
+        return
     if args.build:
         build(args.corpus, args.nbits)
         return
@@ -193,30 +212,78 @@ def main() -> None:
         queries = queries[: args.queries]
         ids = {**ids, "query_ids": ids["query_ids"][: args.queries]}
     load_start = os.getloadavg()
-    reference, times = exhaustive(docs, queries)
     tokens = sum(len(d) for d in docs)
-    rows = [
-        {
-            "system": "exhaustive fp32 MaxSim",
-            "bytes_per_token": docs[0].shape[1] * 4,
-            **latency(times),
-            "batched_qps": None,
-            "ranked": reference,
-        }
-    ]
+    cached = BENCH / args.corpus / f"fp32-top{K}-{len(queries)}q.json"
+    rows = []
+    if "fp32" in args.engines or not cached.exists():
+        reference, times = exhaustive(docs, queries)
+        cached.write_text(json.dumps(reference))
+        row: dict[str, Any] = {"system": "exhaustive fp32 MaxSim", "bytes_per_token": docs[0].shape[1] * 4}
+        rows.append({**row, **latency(times), "batched_qps": None, "ranked": reference})
+    reference = json.loads(cached.read_text())
     del docs
-    rows.append(polycolbert(args.corpus, args.nbits, queries, exhaustive=False))
-    rows.append(polycolbert(args.corpus, args.nbits, queries, exhaustive=True))
-    if args.warp:
-        rows.append(warp(args.corpus, args.warp, args.warp_build))
+    if "scan" in args.engines:
+        rows.append(polycolbert(args.corpus, args.nbits, queries, exhaustive=False))
+    if "index-exhaustive" in args.engines:
+        rows.append(polycolbert(args.corpus, args.nbits, queries, exhaustive=True))
+    for index, built in zip(args.warp, args.warp_build, strict=True):
+        rows.append(warp(args.corpus, index, built, len(queries)))
     for row in rows:
         row.update(quality(ids, row.pop("ranked"), reference))
         row.update(corpus=args.corpus, tokens=tokens, documents=len(ids["doc_ids"]), queries=len(queries))
+        row.update(loadavg=os.getloadavg())
+    if args.output and args.output.exists():
+        names = {r["system"] for r in rows}
+        rows = [r for r in json.loads(args.output.read_text())["rows"] if r["system"] not in names] + rows
     result = {"rows": rows, "loadavg_start": load_start, "loadavg_end": os.getloadavg(), "k": K, "threads": 2}
     print_table(rows)
     print("load average", load_start, os.getloadavg())
     if args.output:
         args.output.write_text(json.dumps(result, indent=1))
+
+
+def search_rss(corpus: str, nbits: int, n: int) -> None:
+    """Memory of a process that only opens the index and searches (no corpus vectors loaded)."""
+    from polycolbert.index import Index
+
+    queries = np.load(BENCH / corpus / "query_tokens.npy", mmap_mode="r")[:n].astype(np.float32)
+    before = rss()
+    with Index.open(BENCH / corpus / f"polycolbert-nbits{nbits}") as index:
+        opened = rss()
+        for q in queries:
+            index.search(query_vectors=[q], k=K)
+        for s in range(0, len(queries), 32):
+            index.search(query_vectors=list(queries[s : s + 32]), k=K)
+        record = {"corpus": corpus, "before_open": before, "opened": opened, "after_search": rss()}
+        info = index.info()
+        record["info"] = {key: info[key] for key in ("tokens", "centroids", "bytes_per_token", "search")}
+    print(json.dumps(record))
+
+
+def plot(out: Path, results: list[Path]) -> None:
+    """p50 latency and batched QPS against corpus tokens, one line per engine."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    series: dict[str, list[tuple[int, float, float]]] = {}
+    for path in results:
+        for r in json.loads(path.read_text())["rows"]:
+            qps = r.get("batched_qps") or float("nan")
+            series.setdefault(r["system"], []).append((r["tokens"], r["p50_ms"], qps))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for name, points in sorted(series.items()):
+        points.sort()
+        x = [p[0] / 1e6 for p in points]
+        left.plot(x, [p[1] for p in points], marker="o", label=name)
+        right.plot(x, [p[2] for p in points], marker="o", label=name)
+    left.set(xlabel="corpus, million tokens", ylabel="p50 ms, one query per call (log)", yscale="log")
+    right.set(xlabel="corpus, million tokens", ylabel="batched queries per second (log)", yscale="log")
+    left.legend(fontsize=7)
+    fig.suptitle("Search latency and throughput vs corpus size (2 threads, k=10)")
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
 
 
 def print_table(rows: list[dict[str, Any]]) -> None:

@@ -41,9 +41,10 @@ def test_snapshot_marks_dead_entries_and_decodes_raw_vectors(tmp_path: Path) -> 
 def test_token_lists_group_each_segment_by_centroid() -> None:
     codec = Codec(np.eye(4, 8, dtype=np.float32), np.eye(8, dtype=np.float32), np.zeros((2, 256, 4)), 2, 0.0)
     codes = np.array([1, 1, 3, 0, 3, 2], np.uint16)  # entries of 3, 1 and 2 tokens
-    parts = (np.zeros((4, 2), np.uint8), np.zeros((2, 2), np.uint8))  # segments of 4 and 2 tokens
+    # segments of 4 and 2 tokens; residual bytes number the tokens, so the copy's order shows
+    parts = (np.arange(8, dtype=np.uint8).reshape(4, 2), np.arange(8, 12, dtype=np.uint8).reshape(2, 2))
     first, second = TokenLists.build(codec, codes, parts, np.array([3, 1, 2])).segments
-    assert first.ptr.tolist() == [0, 1, 3, 3, 4] and first.tokens.tolist() == [3, 0, 1, 2]
+    assert first.ptr.tolist() == [0, 1, 3, 3, 4] and first.residuals[:, 0].tolist() == [6, 0, 2, 4]
     assert first.entries.tolist() == [1, 0, 0, 0] and second.entries.tolist() == [2, 2]
-    assert second.ptr.tolist() == [0, 0, 0, 1, 2] and second.tokens.tolist() == [1, 0]
-    assert np.allclose(first.inv_norms, 1.0)  # unit centroids, zero residuals
+    assert second.ptr.tolist() == [0, 0, 0, 1, 2] and second.residuals[:, 0].tolist() == [10, 8]
+    assert np.allclose(first.inv_norms, 1.0)  # unit centroids, zero codewords

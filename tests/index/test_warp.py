@@ -116,3 +116,43 @@ def test_info_names_the_search_path(built: tuple, monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(P, "BRUTE_FORCE_TOKENS", 0)
     info = ix.info()["search"]
     assert info["path"] == P.CLUSTERS and info["nprobe"] == min(P.NPROBE, ix.info()["centroids"])
+
+
+def test_compiled_maxsim_matches_numpy_over_decoded_vectors() -> None:
+    """The re-rank kernel (decode in registers, score, max) against numpy on ``decode_for_search``'s
+    output, for a batch where each document belongs to one query (``owner``) and for all-against-all;
+    empty documents score 0."""
+    from polycolbert.index.codec import Codec
+    from polycolbert.index.warp import maxsim
+
+    rng = np.random.default_rng(3)
+    codec = Codec.train(unit(rng.normal(size=(4000, 32))).astype(np.float32), 2, n_centroids=32)
+    codes, packed, _ = codec.encode(unit(rng.normal(size=(240, 32))).astype(np.float32))
+    lengths = np.array([10, 0, 50, 40, 140])
+    q = codec.to_search_frame(unit(rng.normal(size=(7, 32))).astype(np.float32))
+    weights = np.arange(1, 8, dtype=np.float32)
+    decoded = codec.decode_for_search(codes, packed)
+    docs = np.split(decoded, np.cumsum(lengths)[:-1])
+
+    def want(rows: np.ndarray, w: np.ndarray, doc: np.ndarray) -> float:
+        return 0.0 if len(doc) == 0 else float(((rows @ doc.T).max(axis=1) * w).sum())
+
+    full = maxsim(codec, q, [3, 4], weights, codes, packed, lengths)
+    owner = np.array([0, 1, 1, 0, 1])
+    own = maxsim(codec, q, [3, 4], weights, codes, packed, lengths, owner=owner)
+    for d, doc in enumerate(docs):
+        for k, (a, b) in enumerate([(0, 3), (3, 7)]):
+            assert full[k, d] == pytest.approx(want(q[a:b], weights[a:b], doc), abs=1e-4)
+        a, b = [(0, 3), (3, 7)][owner[d]]
+        assert own[owner[d], d] == pytest.approx(want(q[a:b], weights[a:b], doc), abs=1e-4)
+
+
+def test_distinct_rows_counts_repeats_and_drops_zero_rows() -> None:
+    rng = np.random.default_rng(4)
+    q = rng.normal(size=(10, 8)).astype(np.float32)
+    q[6:8] = q[1]
+    q[8:] = 0.0
+    rows, weights = distinct_rows(q)
+    assert len(rows) == 6 and weights.sum() == 8
+    for row, w in zip(rows, weights, strict=True):
+        assert w == sum(np.array_equal(row, r) for r in q[:8])

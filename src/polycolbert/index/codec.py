@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numba import njit, prange
 
 NBITS = (1, 2, 4)
 
@@ -82,6 +83,7 @@ class Codec:
     residual_mse: float  # mean squared residual norm at training time (drift baseline)
     _quantiser: Any = field(default=None, init=False, repr=False, compare=False)
     _search_centroids: np.ndarray | None = field(default=None, init=False, repr=False, compare=False)
+    _rotation_t: np.ndarray | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def dims(self) -> int:
@@ -152,15 +154,12 @@ class Codec:
     def decode_for_search(self, codes: np.ndarray, packed: np.ndarray) -> np.ndarray:
         """Unit vectors ``[T, d]`` in the rotated frame: score them with ``to_search_frame(query)``.
 
-        Why a byte table: one ``np.take`` per byte fetches its codeword's ``8 / nbits`` values from the
-        ``[bytes * 256, 8 / nbits]`` codebook table (this is the hot loop of every search).
+        Why compiled: this is the hot loop of every exact re-rank; one pass per token (centroid plus one
+        ``8 / nbits``-value codeword per byte, then the norm) instead of numpy's separate passes.
         """
-        table = self.codebooks.reshape(-1, self.codebooks.shape[2])
-        index = packed.astype(np.intp) + (np.arange(packed.shape[1], dtype=np.intp) * 256)[None, :]
-        out = np.take(table, index, axis=0).reshape(len(packed), self.dims)  # take: faster than [] indexing
-        out += np.take(self.search_centroids, codes.astype(np.intp), axis=0)
-        norms = np.sqrt(np.einsum("ij,ij->i", out, out))
-        out /= np.maximum(norms, 1e-12)[:, None]
+        out = np.empty((len(packed), self.dims), dtype=np.float32)
+        books = np.ascontiguousarray(self.codebooks, dtype=np.float32)
+        _decode(np.asarray(codes), np.ascontiguousarray(packed), self.search_centroids, books, out)
         return out
 
     @property
@@ -171,7 +170,11 @@ class Codec:
         return self._search_centroids
 
     def to_search_frame(self, queries: np.ndarray) -> np.ndarray:
-        return np.ascontiguousarray(np.asarray(queries, np.float32) @ self.rotation)
+        """Queries rotated like the residuals (compiled, like every product of a search: multi-threaded
+        BLAS calls between the compiled kernels leave BLAS threads spinning on the cores those need)."""
+        if self._rotation_t is None:
+            self._rotation_t = np.ascontiguousarray(self.rotation.T, dtype=np.float32)
+        return dot_rows(np.asarray(queries, np.float32), self._rotation_t)
 
     def _pq(self) -> Any:
         if self._quantiser is None:
@@ -239,3 +242,39 @@ def _scalar_codebooks(weights: np.ndarray, nbits: int) -> np.ndarray:
     n_bytes = weights.shape[0] // per_byte
     dims = np.arange(n_bytes)[:, None, None] * per_byte + np.arange(per_byte)[None, None, :]
     return np.ascontiguousarray(weights[dims, buckets[None, :, :]], np.float32)  # [bytes, 256, per_byte]
+
+
+@njit(cache=True, parallel=True, nogil=True)
+def _decode(codes, packed, centroids, books, out):  # type: ignore[no-untyped-def]
+    """``out[t]``: centroid ``codes[t]`` plus the codeword of each of ``packed[t]``'s bytes, normalised."""
+    groups = packed.shape[1]
+    width = books.shape[2]
+    for t in prange(len(packed)):
+        c = codes[t]
+        acc = 0.0
+        for g in range(groups):
+            b = packed[t, g]
+            for j in range(width):
+                v = centroids[c, g * width + j] + books[g, b, j]
+                out[t, g * width + j] = v
+                acc += v * v
+        inv = np.float32(1.0 / max(np.sqrt(acc), 1e-12))
+        for j in range(out.shape[1]):
+            out[t, j] *= inv
+
+
+def dot_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a @ b.T`` (float32), compiled and split over rows of ``a``: for the small products of a search."""
+    out = np.empty((len(a), len(b)), dtype=np.float32)
+    _dot_rows(np.ascontiguousarray(a, dtype=np.float32), np.ascontiguousarray(b, dtype=np.float32), out)
+    return out
+
+
+@njit(cache=True, parallel=True, nogil=True, fastmath=True)
+def _dot_rows(a, b, out):  # type: ignore[no-untyped-def]
+    for i in prange(a.shape[0]):
+        for j in range(b.shape[0]):
+            s = np.float32(0.0)
+            for k in range(a.shape[1]):
+                s += a[i, k] * b[j, k]
+            out[i, j] = s

@@ -17,8 +17,10 @@ NBITS = 2  # residual bits per dimension of a new index (1, 2 or 4)
 K = 10  # hits returned per query
 
 BRUTE_FORCE_TOKENS = 200_000
-NPROBE = 16
-NDECODE = 64
+# The cheapest pair whose top 10 agree with ``exhaustive=True`` on >= 98% of scifact's training queries
+# (benchmarks/search_params.py; the grid is in docs/benchmarks.md).
+NPROBE = 12
+NDECODE = 32
 # An index keeps exact float16 vectors until it holds this many tokens, then trains its codec on them:
 # k-means and the residual buckets need a few tokens per centroid, and a codec fitted to a tiny first
 # batch would encode every later token badly (a loss that re-clustering decoded vectors cannot undo).
@@ -105,7 +107,7 @@ def derive(k: int, live_tokens: int, n_centroids: int, exhaustive: bool = False)
     """The cheapest path that stays exact enough: below ``BRUTE_FORCE_TOKENS`` live tokens scoring every
     token is as fast as the scan; above, scan ``nprobe`` clusters per query row and decode the ``ndecode``
     best documents. The values were chosen on scifact's training queries, trading top-10 overlap with
-    exhaustive search against latency (docs/benchmarks.md, "Embedded index").
+    exhaustive search against latency (docs/benchmarks.md, "Cluster scan").
     """
     if isinstance(k, bool) or not isinstance(k, int) or k <= 0:
         raise ValueError(f"k must be a positive integer; got {k!r}")

@@ -132,15 +132,31 @@ def clustered(
     """The cluster scan's estimate (``warp``) picks ``ndecode`` documents per query, scored exactly."""
     assert snapshot.codec is not None, "the cluster scan needs a compressed snapshot"
     estimates = warp.candidates(snapshot.codec, snapshot.token_lists, distinct, allowed, p.nprobe)
-    out = []
-    for (rows, weights), estimate in zip(distinct, estimates, strict=True):
+    keeps = []
+    for estimate in estimates:
         pool = np.flatnonzero(np.isfinite(estimate))
         if len(pool) < p.ndecode:  # too few documents hit: the other allowed ones follow, unordered
             estimate = np.where(np.isfinite(estimate), estimate, np.float32(-1e30))
             pool = np.flatnonzero(allowed)
-        keep = pool[best(snapshot, estimate[pool], pool, p.ndecode)]
-        scores = exact(snapshot, rows, [len(rows)], weights, keep, cache=False)[0]
-        out.append([(int(keep[i]), float(scores[i])) for i in best(snapshot, scores, keep, k)])
+        keeps.append(pool[best(snapshot, estimate[pool], pool, p.ndecode)])
+    # Every query's candidates re-ranked exactly in one compiled call (each against its own rows).
+    keep = np.concatenate(keeps)
+    positions = snapshot.positions(keep)
+    scores = warp.maxsim(
+        snapshot.codec,
+        np.concatenate([rows for rows, _ in distinct]),
+        [len(rows) for rows, _ in distinct],
+        np.concatenate([weights for _, weights in distinct]),
+        snapshot.codes[positions],
+        snapshot.residuals[positions],
+        snapshot.lengths[keep],
+        owner=np.repeat(np.arange(len(keeps)), [len(k) for k in keeps]),
+    )
+    out, at = [], 0
+    for query, mine in enumerate(keeps):
+        own = scores[query, at : at + len(mine)]
+        out.append([(int(mine[i]), float(own[i])) for i in best(snapshot, own, mine, k)])
+        at += len(mine)
     return out
 
 
@@ -159,6 +175,11 @@ def exact(
     out = np.empty((len(rows), len(entries)), dtype=np.float32)
     tok_start = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
     for a, b in token_chunks(lengths, CHUNK_TOKENS):
+        if decoded_all is None and snapshot.codec is not None:  # decoded and scored in one kernel
+            positions = snapshot.positions(entries[a:b])
+            codes, packed = snapshot.codes[positions], snapshot.residuals[positions]
+            out[:, a:b] = warp.maxsim(snapshot.codec, q, rows, weights, codes, packed, lengths[a:b])
+            continue
         if decoded_all is not None:
             block = decoded_all[tok_start[a] : tok_start[b]]
         else:
@@ -203,8 +224,17 @@ def distinct_rows(q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     (queries padded by repetition, or a repeated word) is scored once and counted twice. Zero rows
     (``query_padding="zero"``) score 0 against everything, so they are dropped before any centroid is
     probed for them."""
-    rows, counts = np.unique(without_padding_rows(q), axis=0, return_counts=True)
-    return rows, counts.astype(np.float32)
+    rows = without_padding_rows(q)
+    slot: dict[bytes, int] = {}
+    picks: list[int] = []
+    counts: list[int] = []
+    for i, row in enumerate(rows):  # a dict of row bytes: np.unique(axis=0) sorts, at 30x the cost
+        j = slot.setdefault(row.tobytes(), len(picks))
+        if j == len(picks):
+            picks.append(i)
+            counts.append(0)
+        counts[j] += 1
+    return np.ascontiguousarray(rows[picks]), np.array(counts, dtype=np.float32)
 
 
 # ----------------------------------------------------------------- ranking

@@ -45,7 +45,7 @@ class Rows:
             return np.asarray(self.parts[0][positions])
         out = np.empty((len(positions), self.width), dtype=np.uint8)
         part = np.searchsorted(self.starts, positions, side="right") - 1
-        for p in np.unique(part):
+        for p in np.flatnonzero(np.bincount(part, minlength=len(self.parts))):
             chosen = part == p
             out[chosen] = self.parts[p][positions[chosen] - self.starts[p]]
         return out

@@ -10,10 +10,14 @@ documents by that estimate are then decoded and scored exactly, so the scores th
 over the stored vectors (what ``exhaustive=True`` computes): the imputation only decides which
 documents reach that last stage.
 
-Layout: per segment, its tokens grouped by centroid (local position, entry and inverse norm of each:
-12 bytes a token, in RAM, built from the codes when a snapshot is first searched this way); residual
-bytes are read from the memory-mapped segment files, so a search touches only the pages of the probed
-clusters and the re-ranked documents.
+Layout: per segment, its tokens grouped by centroid: the entry, inverse norm and residual bytes of each,
+copied into RAM in cluster order when a snapshot is first searched this way (``4 + 4 + dims * nbits / 8``
+bytes a token: 40 at 128 dims and 2 bits), so the scan reads contiguous bytes; the files on disk are
+unchanged. The exact re-rank decodes its documents from the memory-mapped segment files.
+
+Every product of the scan path is a compiled kernel here or in ``codec`` (none goes through BLAS): a
+multi-threaded BLAS call between the compiled kernels leaves its threads spinning on the two cores those
+kernels need, which measured 2-3x slower (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit, prange
 
-from polycolbert.index.codec import Codec
+from polycolbert.index.codec import Codec, dot_rows
 
 # Rows of one scan's ``[rows, entries]`` best-similarity table at most (float32: 64 MiB): a batch of
 # queries is scanned in groups that fit.
@@ -35,10 +39,9 @@ class SegmentLists:
     """One segment's tokens grouped by centroid: centroid ``c``'s are ``[ptr[c], ptr[c + 1])``."""
 
     ptr: np.ndarray  # [n_centroids + 1] int64
-    tokens: np.ndarray  # int32 positions within the segment
     entries: np.ndarray  # int32 entry (index-wide) of each token
     inv_norms: np.ndarray  # float32 1 / norm of each token's centroid + residual (decode normalises)
-    residuals: np.ndarray  # [segment tokens, bytes] uint8, the segment's (memory-mapped) residuals
+    residuals: np.ndarray  # [segment tokens, bytes] uint8 residuals, in cluster order (a copy in RAM)
 
 
 @dataclass(frozen=True)
@@ -69,10 +72,9 @@ class TokenLists:
             out.append(
                 SegmentLists(
                     ptr,
-                    order.astype(np.int32),
                     entry_of_token[start : start + n][order],
                     norms[order],
-                    part,
+                    np.ascontiguousarray(part[order]),
                 )
             )
             start += n
@@ -82,10 +84,11 @@ class TokenLists:
 def lookup_tables(codec: Codec, q: np.ndarray) -> np.ndarray:
     """``[rows, bytes, 256]``: each query row (search frame) dotted with every residual codeword of each
     byte, so a token's residual similarity is the sum of one entry per byte."""
-    groups, _, width = codec.codebooks.shape
-    parts = np.ascontiguousarray(q.reshape(len(q), groups, width).transpose(1, 0, 2))  # [G, rows, w]
-    tables = np.matmul(parts, codec.codebooks.transpose(0, 2, 1))  # [G, rows, 256]
-    return np.ascontiguousarray(tables.transpose(1, 0, 2), dtype=np.float32)
+    groups, n_words, _ = codec.codebooks.shape
+    out = np.empty((len(q), groups, n_words), dtype=np.float32)
+    books = np.ascontiguousarray(codec.codebooks, dtype=np.float32)
+    _tables(np.ascontiguousarray(q, dtype=np.float32), books, out)
+    return out
 
 
 def candidates(
@@ -106,9 +109,10 @@ def candidates(
         q = np.concatenate([rows for rows, _ in group])
         weights = np.concatenate([w for _, w in group]).astype(np.float32)
         starts = np.cumsum([0] + [len(rows) for rows, _ in group]).astype(np.int64)
-        cscores = np.ascontiguousarray(q @ codec.search_centroids.T, dtype=np.float32)  # [rows, C]
-        probe = np.argpartition(-cscores, nprobe - 1, axis=1)[:, :nprobe].astype(np.int64)
-        impute = np.take_along_axis(cscores, probe, axis=1).min(axis=1)
+        cscores = dot_rows(q, codec.search_centroids)  # [rows, C]
+        probe = np.empty((len(q), nprobe), dtype=np.int64)
+        impute = np.empty(len(q), dtype=np.float32)
+        _probe(cscores, probe, impute)
         tables = lookup_tables(codec, q)
         best = np.full((len(q), n_entries), -np.inf, dtype=np.float32)
         for seg in lists.segments:
@@ -117,7 +121,6 @@ def candidates(
                 cscores,
                 probe,
                 seg.ptr,
-                seg.tokens,
                 seg.entries,
                 seg.inv_norms,
                 seg.residuals,
@@ -126,6 +129,18 @@ def candidates(
             )
         _reduce(best, starts, weights, impute, allowed, out[g : g + len(group)])
     return out
+
+
+@njit(cache=True, parallel=True, nogil=True, fastmath=True)
+def _tables(q, books, out):  # type: ignore[no-untyped-def]
+    groups, n_words, width = books.shape
+    for i in prange(q.shape[0]):
+        for g in range(groups):
+            for c in range(n_words):
+                s = np.float32(0.0)
+                for j in range(width):
+                    s += q[i, g * width + j] * books[g, c, j]
+                out[i, g, c] = s
 
 
 @njit(cache=True, nogil=True)
@@ -148,7 +163,26 @@ def _inv_norms(
 
 
 @njit(cache=True, parallel=True, nogil=True)
-def _scan(tables, cscores, probe, ptr, tokens, entries, inv_norms, residuals, allowed, best):  # type: ignore[no-untyped-def]
+def _probe(cscores, probe, impute):  # type: ignore[no-untyped-def]
+    """Per row, the ``probe.shape[1]`` best centroids (any order) and the weakest of their scores."""
+    n = probe.shape[1]
+    for i in prange(cscores.shape[0]):
+        row = cscores[i]
+        top = np.full(n, -np.inf, dtype=np.float32)
+        which = np.zeros(n, dtype=np.int64)
+        low = 0  # the slot holding the weakest of the kept scores
+        for c in range(len(row)):
+            if row[c] > top[low]:
+                top[low], which[low] = row[c], c
+                for j in range(n):
+                    if top[j] < top[low]:
+                        low = j
+        probe[i] = which
+        impute[i] = top[low]
+
+
+@njit(cache=True, parallel=True, nogil=True, fastmath=True)
+def _scan(tables, cscores, probe, ptr, entries, inv_norms, residuals, allowed, best):  # type: ignore[no-untyped-def]
     """``best[i, e]``: the best similarity of row ``i`` to a token of entry ``e`` in its probed clusters."""
     groups = residuals.shape[1]
     for i in prange(tables.shape[0]):
@@ -161,10 +195,9 @@ def _scan(tables, cscores, probe, ptr, tokens, entries, inv_norms, residuals, al
                 e = entries[j]
                 if not allowed[e]:
                     continue
-                t = tokens[j]
                 s = base
                 for g in range(groups):
-                    s += table[g, residuals[t, g]]
+                    s += table[g, residuals[j, g]]
                 s *= inv_norms[j]
                 if s > row[e]:
                     row[e] = s
@@ -190,3 +223,76 @@ def _reduce(best, starts, weights, impute, allowed, out):  # type: ignore[no-unt
                     found = True
             if found:
                 out[q, e] = total
+
+
+def maxsim(
+    codec: Codec,
+    q: np.ndarray,
+    rows: list[int],
+    weights: np.ndarray,
+    codes: np.ndarray,
+    packed: np.ndarray,
+    lengths: np.ndarray,
+    owner: np.ndarray | None = None,
+) -> np.ndarray:
+    """``[queries, docs]`` exact MaxSim of the queries' stacked search-frame ``rows`` (``rows[i]`` each,
+    weighted) against documents given as their tokens' codes and residual bytes (``lengths`` each, one
+    document after another): each token is decoded once, in registers, and scored against the rows.
+    With ``owner`` (the query of each document), a document is scored for its own query only (a batch
+    re-ranks every query's candidates in one call); the other cells are 0."""
+    starts = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    bounds = np.concatenate([[0], np.cumsum(rows)]).astype(np.int64)
+    out = np.zeros((len(rows), len(lengths)), dtype=np.float32)
+    books = np.ascontiguousarray(codec.codebooks, dtype=np.float32)
+    first = np.zeros(len(lengths), np.int64) if owner is None else np.asarray(owner, np.int64)
+    last = np.full(len(lengths), len(rows), np.int64) if owner is None else first + 1
+    _maxsim(
+        np.ascontiguousarray(q, dtype=np.float32),
+        np.asarray(weights, dtype=np.float32),
+        bounds,
+        starts,
+        first,
+        last,
+        np.asarray(codes),
+        np.ascontiguousarray(packed),
+        codec.search_centroids,
+        books,
+        out,
+    )
+    return out
+
+
+@njit(cache=True, parallel=True, nogil=True, fastmath=True)
+def _maxsim(q, weights, bounds, starts, first, last, codes, packed, centroids, books, out):  # type: ignore[no-untyped-def]
+    """``out[k, d]`` for queries ``first[d] <= k < last[d]``; an empty document scores 0."""
+    dims = q.shape[1]
+    groups = packed.shape[1]
+    width = books.shape[2]
+    for d in prange(len(starts) - 1):
+        r0, r1 = bounds[first[d]], bounds[last[d]]
+        best = np.full(r1 - r0, -np.inf, dtype=np.float32)
+        v = np.empty(dims, dtype=np.float32)
+        for t in range(starts[d], starts[d + 1]):
+            c = codes[t]
+            acc = np.float32(0.0)
+            for g in range(groups):
+                b = packed[t, g]
+                for j in range(width):
+                    x = centroids[c, g * width + j] + books[g, b, j]
+                    v[g * width + j] = x
+                    acc += x * x
+            inv = np.float32(1.0) / max(np.sqrt(acc), np.float32(1e-12))
+            for j in range(dims):
+                v[j] *= inv
+            for i in range(r0, r1):
+                s = np.float32(0.0)
+                for j in range(dims):
+                    s += q[i, j] * v[j]
+                if s > best[i - r0]:
+                    best[i - r0] = s
+        if starts[d + 1] > starts[d]:
+            for k in range(first[d], last[d]):
+                total = np.float32(0.0)
+                for i in range(bounds[k], bounds[k + 1]):
+                    total += weights[i] * best[i - r0]
+                out[k, d] = total
