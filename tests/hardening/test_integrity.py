@@ -55,7 +55,7 @@ def ix(built: Path, tmp_path: Path) -> Path:
 
 
 def segment_file(path: Path, key: str) -> Path:
-    return next((path / "segments").glob(f"seg-*.{key}.npy"))
+    return next((path / "segments").glob(f"*seg-*.{key}.npy"))
 
 
 def codec_file(path: Path, key: str) -> Path:
@@ -116,21 +116,41 @@ def test_a_deleted_lengths_file_is_named(ix: Path) -> None:
     assert check_folder(ix) == [f"{file}: missing"]
 
 
-def test_out_of_range_codes_are_damage_not_an_index_error(ix: Path) -> None:
-    with Index.open(ix) as index:
-        n_centroids = index.info()["centroids"]
-    file = segment_file(ix, "codes")
+def test_out_of_range_entries_are_damage_not_an_index_error(ix: Path) -> None:
+    file = segment_file(ix, "entries")
 
-    def past(codes: np.ndarray) -> None:
-        codes[:50] = n_centroids + 3
+    def past(entries: np.ndarray) -> None:
+        entries[:50] = DOCS + 3
 
     rewrite_same_size(file, past)
-    message = f"code {n_centroids + 3} points past the {n_centroids} centroids"
+    message = f"entry {DOCS + 3} points past the {DOCS} documents"
     with Index.open(ix) as index:
         with pytest.raises(IndexDamaged, match=message):
             index.search(query_vectors=QUERY, k=5)
         problems = index.check()
     assert f"{file}: {message}" in problems
+
+
+def test_tokens_moved_between_documents_are_damage(ix: Path) -> None:
+    """Entries still in range but counting the wrong tokens for a document would score tokens for the
+    wrong document: the per-document counts must match the recorded lengths."""
+    file = segment_file(ix, "entries")
+    rewrite_same_size(file, lambda entries: entries.__setitem__(slice(0, 2), [5, 5]))
+    with (
+        Index.open(ix) as index,
+        pytest.raises(IndexDamaged, match="tokens per document differ from the recorded lengths"),
+    ):
+        index.search(query_vectors=QUERY, k=5)
+
+
+def test_cluster_offsets_that_run_backwards_are_damage(ix: Path) -> None:
+    file = segment_file(ix, "ptr")
+    rewrite_same_size(file, lambda ptr: ptr.__setitem__(3, ptr[-1] + 1))
+    with (
+        Index.open(ix) as index,
+        pytest.raises(IndexDamaged, match=rf"{file.name}: cluster offsets do not run from 0"),
+    ):
+        index.search(query_vectors=QUERY, k=5)
 
 
 def test_a_truncated_file_is_named_on_open(ix: Path) -> None:
@@ -208,6 +228,6 @@ def test_an_index_written_before_checksums_opens_and_gets_them_at_its_next_write
             "the next write or `polycolbert index compact` records them"
         ]
         index.add(["new"], ids=["new"], vectors=unit_docs(1, 5, seed=9))
-        assert index.check() == [] and get_meta(index.db)["format"] == FORMAT_VERSION == 3
+        assert index.check() == [] and get_meta(index.db)["format"] == FORMAT_VERSION == 4
         assert index.info()["fusion"]["available"] == ["none", "bm25"]  # the lexicon came with the write
         assert index.search(query_vectors=QUERY, k=1)[0][0].id == "d42"

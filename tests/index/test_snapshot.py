@@ -12,6 +12,7 @@ from index_helpers import unit
 
 from polycolbert.index import Index, snapshot
 from polycolbert.index.codec import Codec
+from polycolbert.index.store import Segment
 from polycolbert.index.warp import TokenLists
 
 
@@ -39,12 +40,30 @@ def test_snapshot_marks_dead_entries_and_decodes_raw_vectors(tmp_path: Path) -> 
 
 
 def test_token_lists_group_each_segment_by_centroid() -> None:
+    """A segment in document order (written before format 4) is copied into cluster order for the
+    scan; a clustered one is used as stored, from its own arrays."""
     codec = Codec(np.eye(4, 8, dtype=np.float32), np.eye(8, dtype=np.float32), np.zeros((2, 256, 4)), 2, 0.0)
-    codes = np.array([1, 1, 3, 0, 3, 2], np.uint16)  # entries of 3, 1 and 2 tokens
-    # segments of 4 and 2 tokens; residual bytes number the tokens, so the copy's order shows
-    parts = (np.arange(8, dtype=np.uint8).reshape(4, 2), np.arange(8, 12, dtype=np.uint8).reshape(2, 2))
-    first, second = TokenLists.build(codec, codes, parts, np.array([3, 1, 2])).segments
+    # residual bytes number the tokens, so the copy's order shows
+    old = Segment(
+        "seg-a",
+        np.array([0, 1]),
+        np.array([3, 1]),
+        codes=np.array([1, 1, 3, 0], np.uint16),
+        residuals=np.arange(8, dtype=np.uint8).reshape(4, 2),
+    )
+    new = Segment.compressed(
+        "cseg-b",
+        np.array([2]),
+        np.array([2]),
+        np.array([3, 2], np.uint16),
+        np.arange(8, 12, dtype=np.uint8).reshape(2, 2),
+        4,
+    )
+    first, second = TokenLists.build(codec, [old, new]).segments
     assert first.ptr.tolist() == [0, 1, 3, 3, 4] and first.residuals[:, 0].tolist() == [6, 0, 2, 4]
-    assert first.entries.tolist() == [1, 0, 0, 0] and second.entries.tolist() == [2, 2]
+    assert first.entries.tolist() == [1, 0, 0, 0] and first.base == 0
     assert second.ptr.tolist() == [0, 0, 0, 1, 2] and second.residuals[:, 0].tolist() == [10, 8]
-    assert np.allclose(first.inv_norms, 1.0)  # unit centroids, zero codewords
+    assert second.entries.tolist() == [0, 0] and second.base == 2 and second.residuals is new.residuals
+    # document order back: entry 0's tokens by centroid, as (code, residual row)
+    codes, rows = new.tokens(np.array([0, 1]))
+    assert codes.tolist() == [2, 3] and rows[:, 0].tolist() == [10, 8]

@@ -399,7 +399,8 @@ class Index:
 
     @_translated
     def get_vectors(self, id: str) -> np.ndarray:
-        """The decompressed token vectors of one document (what search scores against)."""
+        """The decompressed token vectors of one document (what search scores against), grouped by
+        centroid as they are stored (``layout``): MaxSim does not depend on their order."""
         current = self._reader.current()
         doc = store.doc_number(self.db, id)
         if doc is None:
@@ -439,6 +440,9 @@ class Index:
             # how an unfiltered search for the default k runs now (params.derive): every token scored
             # ("exhaustive"), or the cluster scan with its parameters ("clusters")
             "search": {"path": path.path, "nprobe": path.nprobe, "ndecode": path.ndecode},
+            # compressed segments grouped by centroid on disk (format 4) vs in document order (older:
+            # the cluster scan copies those into RAM; `compact` rewrites them)
+            "layout": self._consistent(lambda: store.segment_layouts(self.db)),
             "fusion": self._consistent(lambda: self._fusion_info(n_docs)),
         }
 

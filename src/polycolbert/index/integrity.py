@@ -15,6 +15,7 @@ and the next write or compaction records them.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -105,14 +106,43 @@ def verify_segment(
         if not np.isfinite(seg.vectors).all():
             raise damaged("vectors", "contains NaN or infinite values")
         return
-    assert seg.codes is not None and seg.residuals is not None
-    expect("codes", seg.codes, (n_tokens,), "iu")
+    assert seg.residuals is not None
     expect("residuals", seg.residuals, (n_tokens, dimensions * nbits // 8), "u")
+    if seg.clustered:
+        _verify_clustered(seg, n_docs, n_tokens, len(codec.centroids), expect, damaged)
+        return
+    assert seg.codes is not None
+    expect("codes", seg.codes, (n_tokens,), "iu")
     if n_tokens:
         low, high = int(seg.codes.min()), int(seg.codes.max())
         if low < 0 or high >= len(codec.centroids):
             bad = high if high >= len(codec.centroids) else low
             raise damaged("codes", f"code {bad} points past the {len(codec.centroids)} centroids")
+
+
+def _verify_clustered(
+    seg: Segment,
+    n_docs: int,
+    n_tokens: int,
+    n_centroids: int,
+    expect: Callable[[str, np.ndarray, tuple[int, ...], str], None],
+    damaged: Callable[[str, str], IndexDamaged],
+) -> None:
+    """A segment grouped by centroid: ``ptr`` runs from 0 to the token count without going back, and
+    ``entries`` names each entry exactly as many times as its length (else a token would be scored for
+    the wrong document)."""
+    assert seg.ptr is not None and seg.entries is not None
+    expect("ptr", seg.ptr, (n_centroids + 1,), "iu")
+    expect("entries", seg.entries, (n_tokens,), "iu")
+    ptr = np.asarray(seg.ptr, np.int64)
+    if ptr[0] != 0 or ptr[-1] != n_tokens or (np.diff(ptr) < 0).any():
+        raise damaged("ptr", f"cluster offsets do not run from 0 to the segment's {n_tokens} tokens")
+    if n_tokens:
+        entries = np.asarray(seg.entries)
+        if int(entries.max()) >= n_docs:
+            raise damaged("entries", f"entry {int(entries.max())} points past the {n_docs} documents")
+        if not np.array_equal(np.bincount(entries, minlength=n_docs), np.asarray(seg.lengths)):
+            raise damaged("entries", "tokens per document differ from the recorded lengths")
 
 
 def checksum_problems(folder: Path, referenced: dict[str, str], recorded: dict[str, FileSum]) -> list[str]:

@@ -141,14 +141,14 @@ def clustered(
         keeps.append(pool[best(snapshot, estimate[pool], pool, p.ndecode)])
     # Every query's candidates re-ranked exactly in one compiled call (each against its own rows).
     keep = np.concatenate(keeps)
-    positions = snapshot.positions(keep)
+    codes, packed = snapshot.tokens.gather(snapshot.positions(keep))
     scores = warp.maxsim(
         snapshot.codec,
         np.concatenate([rows for rows, _ in distinct]),
         [len(rows) for rows, _ in distinct],
         np.concatenate([weights for _, weights in distinct]),
-        snapshot.codes[positions],
-        snapshot.residuals[positions],
+        codes,
+        packed,
         snapshot.lengths[keep],
         owner=np.repeat(np.arange(len(keeps)), [len(k) for k in keeps]),
     )
@@ -176,8 +176,7 @@ def exact(
     tok_start = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
     for a, b in token_chunks(lengths, CHUNK_TOKENS):
         if decoded_all is None and snapshot.codec is not None:  # decoded and scored in one kernel
-            positions = snapshot.positions(entries[a:b])
-            codes, packed = snapshot.codes[positions], snapshot.residuals[positions]
+            codes, packed = snapshot.tokens.gather(snapshot.positions(entries[a:b]))
             out[:, a:b] = warp.maxsim(snapshot.codec, q, rows, weights, codes, packed, lengths[a:b])
             continue
         if decoded_all is not None:

@@ -27,28 +27,29 @@ from polycolbert.index.store import RAW, SEGMENTS, Segment, token_positions
 from polycolbert.index.warp import TokenLists
 
 
-class Rows:
-    """The rows of several segments' arrays (memory-mapped) read as one array, without concatenating
-    them: a search reads only the rows it scores, so the residuals never need to fit in memory."""
+class Tokens:
+    """Every compressed segment's tokens, addressed by position in document order across the index (the
+    positions ``offsets`` and ``lengths`` count); the arrays stay memory-mapped and a read touches only
+    the rows it asks for, so the residuals never need to fit in memory."""
 
-    def __init__(self, parts: list[np.ndarray], width: int):
-        self.parts = tuple(parts)
+    def __init__(self, segments: list[Segment], width: int):
+        self.segments = tuple(segments)
         self.width = width
-        self.starts = np.cumsum([0] + [len(p) for p in parts]).astype(np.int64)
+        self.starts = np.cumsum([0] + [s.n_tokens for s in segments]).astype(np.int64)
 
     def __len__(self) -> int:
         return int(self.starts[-1])
 
-    def __getitem__(self, positions: np.ndarray) -> np.ndarray:
+    def gather(self, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Centroid codes and residual rows of the tokens at these positions."""
         positions = np.asarray(positions, dtype=np.int64)
-        if len(self.parts) == 1:
-            return np.asarray(self.parts[0][positions])
-        out = np.empty((len(positions), self.width), dtype=np.uint8)
+        codes = np.empty(len(positions), dtype=np.int64)
+        rows = np.empty((len(positions), self.width), dtype=np.uint8)
         part = np.searchsorted(self.starts, positions, side="right") - 1
-        for p in np.flatnonzero(np.bincount(part, minlength=len(self.parts))):
+        for p in np.flatnonzero(np.bincount(part, minlength=len(self.segments))):
             chosen = part == p
-            out[chosen] = self.parts[p][positions[chosen] - self.starts[p]]
-        return out
+            codes[chosen], rows[chosen] = self.segments[p].tokens(positions[chosen] - self.starts[p])
+        return codes, rows
 
 
 @dataclass(frozen=True)
@@ -60,8 +61,7 @@ class Snapshot:
     live: np.ndarray  # [entries] bool: the document is still stored
     lengths: np.ndarray  # [entries] int64 tokens
     offsets: np.ndarray  # [entries] int64 first token
-    codes: np.ndarray  # [tokens] centroid codes (empty when raw)
-    residuals: Rows  # [tokens, dims * nbits / 8] uint8 packed residuals, memory-mapped (empty when raw)
+    tokens: Tokens  # every token's centroid code and residual bytes, memory-mapped (empty when raw)
     vectors: np.ndarray  # [tokens, dims] float16 exact vectors (empty unless raw)
 
     @property
@@ -82,7 +82,7 @@ class Snapshot:
         if self.codec is None:
             return np.asarray(self.vectors[positions], dtype=np.float32)
         decode = self.codec.decode_for_search if search_frame else self.codec.decode
-        return decode(self.codes[positions], self.residuals[positions])
+        return decode(*self.tokens.gather(positions))
 
     @functools.cached_property
     def decoded(self) -> np.ndarray:
@@ -92,9 +92,10 @@ class Snapshot:
 
     @functools.cached_property
     def token_lists(self) -> TokenLists:
-        """Every segment's tokens grouped by centroid, for the cluster scan (``warp``); built on first use."""
+        """Every segment's tokens grouped by centroid, for the cluster scan (``warp``): the segments'
+        own files where they are stored that way, a copy in RAM for older ones; built on first use."""
         assert self.codec is not None, "a raw index has no clusters"
-        return TokenLists.build(self.codec, self.codes, self.residuals.parts, self.lengths)
+        return TokenLists.build(self.codec, self.tokens.segments)
 
     @functools.cached_property
     def id_order(self) -> np.ndarray:
@@ -148,16 +149,15 @@ def read(db: sqlite3.Connection, folder: Path, dimensions: int, nbits: int) -> S
     width = dimensions * nbits // 8
     if codec is None:
         vectors = cat("vectors", np.float16).reshape(-1, dimensions)
-        codes, residuals = np.zeros(0, np.uint16), Rows([], width)
+        tokens = Tokens([], width)
     else:
         vectors = np.zeros((0, dimensions), np.float16)
-        codes = cat("codes", codec.code_dtype)
-        residuals = Rows([s.residuals for s in segs if s.residuals is not None], width)
+        tokens = Tokens(segs, width)
     offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64) if len(lengths) else lengths
     live = np.isin(docs, live_docs)
     where = np.clip(np.searchsorted(live_docs, docs), 0, max(len(live_docs) - 1, 0))
     ids = np.where(live, live_ids[where], "") if len(live_docs) else np.full(len(docs), "")
-    return Snapshot(meta["version"], codec, docs, ids, live, lengths, offsets, codes, residuals, vectors)
+    return Snapshot(meta["version"], codec, docs, ids, live, lengths, offsets, tokens, vectors)
 
 
 T = TypeVar("T")
@@ -229,8 +229,8 @@ def problems(db: sqlite3.Connection, folder: Path, dimensions: int, nbits: int) 
     found += sums
     if snapshot is None:
         return found or ["segments unreadable; run check() again"]
-    stored = len(snapshot.vectors) if snapshot.raw else len(snapshot.codes)
-    if stored != int(snapshot.lengths.sum()) or (not snapshot.raw and len(snapshot.residuals) != stored):
+    stored = len(snapshot.vectors) if snapshot.raw else len(snapshot.tokens)
+    if stored != int(snapshot.lengths.sum()):
         found.append("segment arrays disagree on the token count")
     live = snapshot.docs[snapshot.live]
     if len(np.unique(live)) != len(live) or set(live.tolist()) != set(rows):

@@ -47,7 +47,7 @@ class Source:
         seg = self.segment
         if self.codec is None:
             return np.asarray(seg.vectors[pos], dtype=np.float32)  # type: ignore[index]
-        return self.codec.decode(seg.codes[pos], seg.residuals[pos])  # type: ignore[index]
+        return self.codec.decode(*seg.tokens(pos))
 
 
 def source(segment: Segment, codec: Codec | None, live: np.ndarray | None = None) -> Source | None:

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import hashlib
 import json
 import os
@@ -46,6 +47,7 @@ import numpy as np
 
 from polycolbert.filters import Filter
 from polycolbert.fusion import script_of
+from polycolbert.index import layout
 from polycolbert.index.codec import Codec
 from polycolbert.index.errors import IndexBusy, IndexDamaged, is_busy, retry_after
 from polycolbert.index.filters import compile_filter
@@ -55,9 +57,11 @@ from polycolbert.lexical import tokenize
 DB_NAME = "index.sqlite"
 SEGMENTS = "segments"
 STAGING = "staging"
-ARRAYS = ("docs", "lengths", "codes", "residuals")
+ARRAYS = ("docs", "lengths", "codes", "residuals")  # a compressed segment in document order (format <= 3)
+CLUSTERED_ARRAYS = ("docs", "lengths", "ptr", "entries", "residuals")  # grouped by centroid (``layout``)
 RAW_ARRAYS = ("docs", "lengths", "vectors")
 RAW = "raw"  # the codec column of a raw segment
+CLUSTERED = "cseg"  # the name prefix of segments stored grouped by centroid (written since format 4)
 IN_BATCH = 500  # ids per ``IN (...)`` list (SQLite caps the parameters of one statement)
 
 LEXICON_TABLES = (
@@ -180,6 +184,13 @@ def segments(db: sqlite3.Connection) -> list[tuple[str, str]]:
 def segment_rows(db: sqlite3.Connection) -> list[tuple[str, str, int, int]]:
     """(name, codec column, documents, tokens) of every recorded segment, in the order they were written."""
     return db.execute("SELECT name, codec, n_docs, n_tokens FROM segments ORDER BY rowid").fetchall()
+
+
+def segment_layouts(db: sqlite3.Connection) -> dict[str, int]:
+    """How many compressed segments are stored grouped by centroid, and how many in document order."""
+    names = [name for name, column in segments(db) if column != RAW]
+    clustered = sum(segment_keys(name, "") == CLUSTERED_ARRAYS for name in names)
+    return {"clustered_segments": clustered, "document_order_segments": len(names) - clustered}
 
 
 def segment_names(db: sqlite3.Connection) -> set[str]:
@@ -542,9 +553,17 @@ def load_array(path: Path, mmap: bool = True) -> np.ndarray:
         raise IndexDamaged(path, f"unreadable ({error})", path.parent.parent) from None
 
 
+def segment_keys(name: str, column: str) -> tuple[str, ...]:
+    """The arrays of one segment: raw (``column`` is ``RAW``), grouped by centroid (named ``cseg-*``, the
+    layout written since format 4) or in document order (older compressed segments)."""
+    if column == RAW:
+        return RAW_ARRAYS
+    return CLUSTERED_ARRAYS if name.startswith(CLUSTERED + "-") else ARRAYS
+
+
 def segment_files(name: str, column: str) -> list[str]:
     """The file names of one segment (``column``: its codec, or ``RAW``)."""
-    return [f"{name}.{key}.npy" for key in (RAW_ARRAYS if column == RAW else ARRAYS)]
+    return [f"{name}.{key}.npy" for key in segment_keys(name, column)]
 
 
 def codec_files(folder: Path, name: str) -> list[str]:
@@ -618,8 +637,10 @@ def load_codec(folder: Path, name: str) -> Codec:
 class Segment:
     """One immutable batch of documents: document numbers, token counts, and their token vectors.
 
-    A compressed segment holds centroid codes and packed residuals; a raw one (an index too small to
-    train a codec on yet) holds the exact vectors in float16 under ``vectors``.
+    A compressed segment holds its tokens grouped by centroid (``ptr``, ``entries``, ``residuals``: see
+    ``layout``) or, written before format 4, in document order (``codes``, ``residuals``); a raw one (an
+    index too small to train a codec on yet) holds the exact vectors in float16 under ``vectors``.
+    Tokens are addressed by their position in document order either way (:meth:`tokens`).
     """
 
     name: str
@@ -628,20 +649,61 @@ class Segment:
     codes: np.ndarray | None = None
     residuals: np.ndarray | None = None
     vectors: np.ndarray | None = None
+    ptr: np.ndarray | None = None
+    entries: np.ndarray | None = None
 
     @property
     def raw(self) -> bool:
         return self.vectors is not None
 
+    @property
+    def clustered(self) -> bool:
+        return self.ptr is not None
+
+    @property
+    def n_tokens(self) -> int:
+        return int(np.asarray(self.lengths).sum())
+
+    @classmethod
+    def compressed(
+        cls,
+        name: str,
+        docs: np.ndarray,
+        lengths: np.ndarray,
+        codes: np.ndarray,
+        residuals: np.ndarray,
+        n_centroids: int,
+    ) -> Segment:
+        """A new compressed segment from its tokens in document order, stored grouped by centroid."""
+        ptr, entries, order = layout.cluster_order(codes, lengths, n_centroids)
+        rows = np.ascontiguousarray(np.asarray(residuals)[order])
+        return cls(name, docs, np.asarray(lengths, np.int32), residuals=rows, ptr=ptr, entries=entries)
+
     @classmethod
     def load(cls, folder: Path, name: str, raw: bool = False) -> Segment:
         """Memory-map the segment's files in ``folder`` (the segments folder or a staging folder)."""
-        keys = RAW_ARRAYS if raw else ARRAYS
+        keys = segment_keys(name, RAW if raw else "")
         return cls(name, **{key: load_array(folder / f"{name}.{key}.npy") for key in keys})
 
     def write(self, folder: Path) -> dict[str, FileSum]:
-        keys = RAW_ARRAYS if self.raw else ARRAYS
+        keys = segment_keys(self.name, RAW if self.raw else "")
         return write_arrays(folder, self.name, {key: getattr(self, key) for key in keys})
+
+    @functools.cached_property
+    def rows(self) -> np.ndarray:
+        """Stored row of each token in document order (a clustered segment's map back to documents)."""
+        assert self.entries is not None, "only a segment grouped by centroid maps rows"
+        return layout.rows_by_entry(self.entries)
+
+    def tokens(self, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Centroid codes and residual rows of the tokens at these document-order positions (read from
+        the memory-mapped files: only these rows)."""
+        assert self.residuals is not None, "a raw segment has no codes"
+        if self.ptr is None:
+            assert self.codes is not None
+            return np.asarray(self.codes[positions]), np.asarray(self.residuals[positions])
+        rows = self.rows[positions]
+        return layout.codes_of_rows(self.ptr, rows), np.asarray(self.residuals[rows])
 
 
 def token_positions(offsets: np.ndarray, lengths: np.ndarray, entries: np.ndarray) -> np.ndarray:
@@ -774,7 +836,7 @@ def disk_bytes(folder: Path) -> dict[str, int]:
     seg_dir = folder / SEGMENTS
     out = {"vectors": 0, "other_arrays": 0, "database": 0}
     for file in seg_dir.iterdir() if seg_dir.exists() else []:
-        vector_files = (".codes.npy", ".residuals.npy", ".vectors.npy")
+        vector_files = (".codes.npy", ".entries.npy", ".residuals.npy", ".vectors.npy")
         kind = "vectors" if file.name.endswith(vector_files) else "other_arrays"
         out[kind] += file.stat().st_size
     for file in folder.glob(DB_NAME + "*"):

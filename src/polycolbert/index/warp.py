@@ -10,10 +10,13 @@ documents by that estimate are then decoded and scored exactly, so the scores th
 over the stored vectors (what ``exhaustive=True`` computes): the imputation only decides which
 documents reach that last stage.
 
-Layout: per segment, its tokens grouped by centroid: the entry, inverse norm and residual bytes of each,
-copied into RAM in cluster order when a snapshot is first searched this way (``4 + 4 + dims * nbits / 8``
-bytes a token: 40 at 128 dims and 2 bits), so the scan reads contiguous bytes; the files on disk are
-unchanged. The exact re-rank decodes its documents from the memory-mapped segment files.
+Layout: per segment, its tokens grouped by centroid (``layout``): a probed cluster is one contiguous run
+of the memory-mapped residual file, read in place. Segments written before format 4 keep their tokens in
+document order; for those a copy grouped by centroid is built in RAM on first use (``4 + dims * nbits /
+8`` bytes a token) until a compaction rewrites them. The scan's estimate leaves out the norm of each
+decoded token (decoding normalises): dropping it changed no top-10 on xquad-de@mixed, and it would have
+cost a pass over every residual or a stored byte a token (docs/benchmarks.md). The exact re-rank decodes
+its documents, normalised, from the same files.
 
 Every product of the scan path is a compiled kernel here or in ``codec`` (none goes through BLAS): a
 multi-threaded BLAS call between the compiled kernels leaves its threads spinning on the two cores those
@@ -22,12 +25,15 @@ kernels need, which measured 2-3x slower (docs/benchmarks.md).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from numba import njit, prange
 
+from polycolbert.index import layout
 from polycolbert.index.codec import Codec, dot_rows
+from polycolbert.index.store import Segment
 
 # Rows of one scan's ``[rows, entries]`` best-similarity table at most (float32: 64 MiB): a batch of
 # queries is scanned in groups that fit.
@@ -36,12 +42,12 @@ SCAN_FLOATS = 1 << 24
 
 @dataclass(frozen=True)
 class SegmentLists:
-    """One segment's tokens grouped by centroid: centroid ``c``'s are ``[ptr[c], ptr[c + 1])``."""
+    """One segment's tokens grouped by centroid: centroid ``c``'s are rows ``[ptr[c], ptr[c + 1])``."""
 
-    ptr: np.ndarray  # [n_centroids + 1] int64
-    entries: np.ndarray  # int32 entry (index-wide) of each token
-    inv_norms: np.ndarray  # float32 1 / norm of each token's centroid + residual (decode normalises)
-    residuals: np.ndarray  # [segment tokens, bytes] uint8 residuals, in cluster order (a copy in RAM)
+    ptr: np.ndarray  # [n_centroids + 1] int
+    entries: np.ndarray  # segment-local entry of each row
+    residuals: np.ndarray  # [segment tokens, bytes] uint8 residuals (the memory-mapped file, or a copy)
+    base: int  # index-wide entry number of the segment's entry 0
 
 
 @dataclass(frozen=True)
@@ -49,35 +55,21 @@ class TokenLists:
     segments: tuple[SegmentLists, ...]
 
     @classmethod
-    def build(
-        cls,
-        codec: Codec,
-        codes: np.ndarray,
-        residual_parts: tuple[np.ndarray, ...],
-        lengths: np.ndarray,
-    ) -> TokenLists:
-        """From every token's centroid code (entries packed in order, ``lengths`` tokens each) and the
-        segments' residual arrays (in the same order: their tokens are consecutive in ``codes``)."""
-        n_c = len(codec.centroids)
-        entry_of_token = np.repeat(np.arange(len(lengths), dtype=np.int32), lengths)
-        centroids = codec.search_centroids.astype(np.float32)
-        books = np.ascontiguousarray(codec.codebooks, np.float32)
-        out, start = [], 0
-        for part in residual_parts:
-            n = len(part)
-            seg_codes = np.asarray(codes[start : start + n]).astype(np.int64)
-            order = np.argsort(seg_codes, kind="stable")
-            ptr = np.concatenate([[0], np.cumsum(np.bincount(seg_codes, minlength=n_c))]).astype(np.int64)
-            norms = _inv_norms(seg_codes, part, centroids, books)
-            out.append(
-                SegmentLists(
-                    ptr,
-                    entry_of_token[start : start + n][order],
-                    norms[order],
-                    np.ascontiguousarray(part[order]),
+    def build(cls, codec: Codec, segments: Sequence[Segment]) -> TokenLists:
+        """The scan's view of compressed segments (their entries numbered in this order): a clustered
+        segment's own arrays; for one in document order, a copy grouped by centroid."""
+        out, base = [], 0
+        for seg in segments:
+            assert seg.residuals is not None, "a raw segment has no clusters"
+            if seg.clustered:
+                assert seg.ptr is not None and seg.entries is not None
+                out.append(SegmentLists(seg.ptr, seg.entries, seg.residuals, base))
+            else:
+                ptr, entries, order = layout.cluster_order(
+                    np.asarray(seg.codes), np.asarray(seg.lengths), len(codec.centroids)
                 )
-            )
-            start += n
+                out.append(SegmentLists(ptr, entries, np.ascontiguousarray(seg.residuals[order]), base))
+            base += len(seg.lengths)
         return cls(tuple(out))
 
 
@@ -116,17 +108,7 @@ def candidates(
         tables = lookup_tables(codec, q)
         best = np.full((len(q), n_entries), -np.inf, dtype=np.float32)
         for seg in lists.segments:
-            _scan(
-                tables,
-                cscores,
-                probe,
-                seg.ptr,
-                seg.entries,
-                seg.inv_norms,
-                seg.residuals,
-                allowed,
-                best,
-            )
+            _scan(tables, cscores, probe, seg.ptr, seg.entries, seg.base, seg.residuals, allowed, best)
         _reduce(best, starts, weights, impute, allowed, out[g : g + len(group)])
     return out
 
@@ -141,25 +123,6 @@ def _tables(q, books, out):  # type: ignore[no-untyped-def]
                 for j in range(width):
                     s += q[i, g * width + j] * books[g, c, j]
                 out[i, g, c] = s
-
-
-@njit(cache=True, nogil=True)
-def _inv_norms(
-    codes: np.ndarray, residuals: np.ndarray, centroids: np.ndarray, books: np.ndarray
-) -> np.ndarray:
-    n, groups = residuals.shape
-    width = books.shape[2]
-    out = np.empty(n, dtype=np.float32)
-    for t in range(n):
-        c = codes[t]
-        acc = 0.0
-        for g in range(groups):
-            b = residuals[t, g]
-            for j in range(width):
-                v = centroids[c, g * width + j] + books[g, b, j]
-                acc += v * v
-        out[t] = 1.0 / max(np.sqrt(acc), 1e-12)
-    return out
 
 
 @njit(cache=True, parallel=True, nogil=True)
@@ -182,7 +145,7 @@ def _probe(cscores, probe, impute):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, parallel=True, nogil=True, fastmath=True)
-def _scan(tables, cscores, probe, ptr, entries, inv_norms, residuals, allowed, best):  # type: ignore[no-untyped-def]
+def _scan(tables, cscores, probe, ptr, entries, base, residuals, allowed, best):  # type: ignore[no-untyped-def]
     """``best[i, e]``: the best similarity of row ``i`` to a token of entry ``e`` in its probed clusters."""
     groups = residuals.shape[1]
     for i in prange(tables.shape[0]):
@@ -190,15 +153,14 @@ def _scan(tables, cscores, probe, ptr, entries, inv_norms, residuals, allowed, b
         row = best[i]
         for p in range(probe.shape[1]):
             c = probe[i, p]
-            base = cscores[i, c]
+            centroid = cscores[i, c]
             for j in range(ptr[c], ptr[c + 1]):
-                e = entries[j]
+                e = base + np.int64(entries[j])
                 if not allowed[e]:
                     continue
-                s = base
+                s = centroid
                 for g in range(groups):
                     s += table[g, residuals[j, g]]
-                s *= inv_norms[j]
                 if s > row[e]:
                     row[e] = s
 

@@ -37,9 +37,13 @@ from polycolbert.index.errors import IndexBusy, IndexDamaged
 from polycolbert.index.sources import Source
 from polycolbert.index.store import RAW, SEGMENTS, FileSum, Segment, Staging
 
-# 3: a BM25 lexicon beside the full-text table; 2: every file's size and SHA-256 recorded at its commit
-FORMAT_VERSION = 3
-FORMATS = (1, 2, 3)  # what opens; an older index gets its checksums and its lexicon at its next write
+# 4: new compressed segments grouped by centroid (``layout``); 3: a BM25 lexicon beside the full-text
+# table; 2: every file's size and SHA-256 recorded at its commit
+FORMAT_VERSION = 4
+# What opens. An older index gets its checksums and its lexicon at its next write; its compressed
+# segments stay in document order (searched through a copy grouped by centroid, built in RAM) until a
+# compaction rewrites them grouped by centroid on disk (``layout``).
+FORMATS = (1, 2, 3, 4)
 
 
 class Document(NamedTuple):
@@ -304,14 +308,15 @@ class Write:
     ) -> Staged:
         """Encode ``flat`` with ``codec`` (named ``column``; raw without one) and write it as a segment
         into the staging folder."""
-        name = store.new_name("seg")
         if codec is None or column is None:
+            name = store.new_name("seg")
             seg, mse, column = Segment(name, docs, lengths, vectors=flat.astype(np.float16)), 0.0, RAW
             drift = False
         else:
             rows = P.encode_rows(self.writer.chunk_tokens, self.writer.dimensions, len(codec.centroids))
             codes, residuals, mse = _encode(codec, flat, rows)
-            seg = Segment(name, docs, lengths, codes, residuals)
+            name = store.new_name(store.CLUSTERED)
+            seg = Segment.compressed(name, docs, lengths, codes, residuals, len(codec.centroids))
         sums = seg.write(self.staging.folder)
         return Staged(name, column, sums, len(docs), int(lengths.sum()), local, mse, drift)
 
