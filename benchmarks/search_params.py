@@ -10,6 +10,13 @@ same index (the compressed vectors, so only the candidate stage's loss shows), a
 query per call (time it under ``/work/bin/bench``).
 
     .venv/bin/python benchmarks/search_params.py --corpus scifact --nprobe 4 8 12 16 --ndecode 16 32 64
+
+``--crossover`` measures where brute force stops paying (``params.BRUTE_FORCE_TOKENS``): indexes of the
+first documents of ``--corpus`` up to each token count, p50 of one query per call by brute force (every
+token decoded once per snapshot and scored with BLAS) and by the cluster scan, same queries:
+
+    .venv/bin/python benchmarks/search_params.py --corpus xquad-de@mixed --crossover 10000 20000 50000 \
+        100000 200000 --queries 100
 """
 
 from __future__ import annotations
@@ -53,7 +60,11 @@ def main() -> None:
     parser.add_argument("--nprobe", type=int, nargs="+", default=[4, 8, 12, 16, 24])
     parser.add_argument("--ndecode", type=int, nargs="+", default=[16, 32, 64])
     parser.add_argument("--output", type=Path)
+    parser.add_argument("--crossover", type=int, nargs="+", help="token counts: brute force vs scan")
     args = parser.parse_args()
+    if args.crossover:
+        crossover(args.corpus, args.crossover, args.queries, args.output)
+        return
     from polycolbert.index import Index
     from polycolbert.index import params as P
 
@@ -78,6 +89,48 @@ def main() -> None:
                 print(row, flush=True)
     if args.output:
         args.output.write_text(json.dumps({"queries": len(queries), "rows": rows}, indent=1))
+
+
+def p50_ms(index: object, queries: list[np.ndarray], exhaustive: bool) -> float:
+    index.search(query_vectors=queries[:2], k=10, exhaustive=exhaustive)  # type: ignore[attr-defined]
+    times = []
+    for q in queries:
+        t0 = time.perf_counter()
+        index.search(query_vectors=[q], k=10, exhaustive=exhaustive)  # type: ignore[attr-defined]
+        times.append(time.perf_counter() - t0)
+    return float(np.percentile(times, 50) * 1000)
+
+
+def crossover(corpus: str, sizes: list[int], n_queries: int, output: Path | None) -> None:
+    import shutil
+    import tempfile
+
+    from polycolbert.index import Index
+    from polycolbert.index import params as P
+
+    tokens = np.load(BENCH / corpus / "doc_tokens.npy")
+    lengths = np.load(BENCH / corpus / "doc_lengths.npy")
+    bounds = np.concatenate([[0], np.cumsum(lengths)])
+    queries = list(np.load(BENCH / corpus / "query_tokens.npy")[:n_queries].astype(np.float32))
+    rows = []
+    for size in sizes:
+        n_docs = int(np.searchsorted(bounds, size, side="right")) - 1
+        docs = [tokens[bounds[i] : bounds[i + 1]].astype(np.float32) for i in range(n_docs)]
+        folder = Path(tempfile.mkdtemp()) / "ix"
+        with Index.create(folder, dimensions=docs[0].shape[1], nbits=2) as index:
+            index.add([""] * n_docs, ids=[str(i) for i in range(n_docs)], vectors=docs)
+            P.BRUTE_FORCE_TOKENS = (
+                10**12
+            )  # brute force at any size (its float32 copy kept, as below the constant)
+            brute = p50_ms(index, queries, exhaustive=False)
+            P.BRUTE_FORCE_TOKENS = 0  # the cluster scan at any size
+            scan = p50_ms(index, queries, exhaustive=False)
+            row = {"tokens": int(bounds[n_docs]), "documents": n_docs, "centroids": index.info()["centroids"]}
+            rows.append({**row, "brute_force_p50_ms": brute, "scan_p50_ms": scan})
+            print(rows[-1], flush=True)
+        shutil.rmtree(folder.parent)
+    if output:
+        output.write_text(json.dumps({"corpus": corpus, "queries": len(queries), "rows": rows}, indent=1))
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ keeping the order would cost 2 more bytes a token on disk.
 from __future__ import annotations
 
 import numpy as np
+from numba import njit, prange
 
 UINT16_ENTRIES = 1 << 16  # segments with at most this many documents store entries as uint16
 
@@ -58,6 +59,27 @@ def rows_by_entry(entries: np.ndarray) -> np.ndarray:
     return np.argsort(np.asarray(entries), kind="stable").astype(kind)
 
 
-def codes_of_rows(ptr: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """The centroid code of each stored row (the cluster whose run holds it)."""
-    return np.searchsorted(ptr, rows, side="right").astype(np.int64) - 1
+def gather(ptr: np.ndarray, residuals: np.ndarray, rows: np.ndarray, positions: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Codes and residual rows of the tokens at these document-order ``positions`` (``rows``: the
+    segment's :func:`rows_by_entry`), read straight from the memory-mapped file in one compiled pass
+    (numpy's fancy indexing of a memory map, then a separate search for the codes, cost 3x as much)."""
+    positions = np.ascontiguousarray(positions, dtype=np.int64)
+    codes = np.empty(len(positions), dtype=np.int64)
+    out = np.empty((len(positions), residuals.shape[1]), dtype=np.uint8)
+    _gather(ptr, residuals, rows, positions, codes, out)
+    return codes, out
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def _gather(ptr, residuals, rows, positions, codes, out):  # type: ignore[no-untyped-def]
+    for k in prange(len(positions)):
+        r = rows[positions[k]]
+        lo, hi = 0, len(ptr) - 1  # ptr[lo] <= r < ptr[hi]: the last cluster starting at or before r
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if ptr[mid] <= r:
+                lo = mid
+            else:
+                hi = mid
+        codes[k] = lo
+        out[k, :] = residuals[r, :]

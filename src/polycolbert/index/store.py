@@ -702,8 +702,8 @@ class Segment:
         if self.ptr is None:
             assert self.codes is not None
             return np.asarray(self.codes[positions]), np.asarray(self.residuals[positions])
-        rows = self.rows[positions]
-        return layout.codes_of_rows(self.ptr, rows), np.asarray(self.residuals[rows])
+        codes, rows = layout.gather(self.ptr, self.residuals, self.rows, positions)
+        return codes, rows
 
 
 def token_positions(offsets: np.ndarray, lengths: np.ndarray, entries: np.ndarray) -> np.ndarray:

@@ -35,9 +35,10 @@ from polycolbert.index import layout
 from polycolbert.index.codec import Codec, dot_rows
 from polycolbert.index.store import Segment
 
-# Rows of one scan's ``[rows, entries]`` best-similarity table at most (float32: 64 MiB): a batch of
-# queries is scanned in groups that fit.
-SCAN_FLOATS = 1 << 24
+
+# A row's scratch value for an entry it has not seen yet (finite: the scan kernel runs with fastmath,
+# which assumes no infinities).
+UNSEEN = np.float32(-3.0e38)
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,7 @@ class SegmentLists:
     entries: np.ndarray  # segment-local entry of each row
     residuals: np.ndarray  # [segment tokens, bytes] uint8 residuals (the memory-mapped file, or a copy)
     base: int  # index-wide entry number of the segment's entry 0
+    n_entries: int  # entries of the segment
 
 
 @dataclass(frozen=True)
@@ -63,12 +65,13 @@ class TokenLists:
             assert seg.residuals is not None, "a raw segment has no clusters"
             if seg.clustered:
                 assert seg.ptr is not None and seg.entries is not None
-                out.append(SegmentLists(seg.ptr, seg.entries, seg.residuals, base))
+                out.append(SegmentLists(seg.ptr, seg.entries, seg.residuals, base, len(seg.lengths)))
             else:
                 ptr, entries, order = layout.cluster_order(
                     np.asarray(seg.codes), np.asarray(seg.lengths), len(codec.centroids)
                 )
-                out.append(SegmentLists(ptr, entries, np.ascontiguousarray(seg.residuals[order]), base))
+                rows = np.ascontiguousarray(seg.residuals[order])
+                out.append(SegmentLists(ptr, entries, rows, base, len(seg.lengths)))
             base += len(seg.lengths)
         return cls(tuple(out))
 
@@ -91,25 +94,31 @@ def candidates(
     nprobe: int,
 ) -> np.ndarray:
     """``[queries, entries]`` estimated MaxSim of each (distinct rows in the search frame, weights)
-    query against every entry: exact per row where the entry has a token in one of the row's
-    ``nprobe`` best clusters, imputed elsewhere; ``-inf`` for entries not allowed or never hit."""
+    query against every entry: per row, the entry's best token in one of the row's ``nprobe`` best
+    clusters, or the row's imputed value where it has none there; ``-inf`` for entries not allowed or
+    never hit.
+
+    Each query is one unit of work (a lone query's rows are split over two, so both cores work), with
+    its own running sum over entries: a row's hits are kept in a small scratch array and folded in as
+    ``weight x (best - imputed)``, so memory stays ``entries`` floats a query, not ``rows x entries``
+    (which for a batch outgrew the caches and halved the scan's speed)."""
     n_entries = len(allowed)
-    out = np.full((len(qs), n_entries), -np.inf, dtype=np.float32)
-    per_group = max(1, SCAN_FLOATS // max(1, n_entries * max(len(r) for r, _ in qs)))
-    for g in range(0, len(qs), per_group):
-        group = qs[g : g + per_group]
-        q = np.concatenate([rows for rows, _ in group])
-        weights = np.concatenate([w for _, w in group]).astype(np.float32)
-        starts = np.cumsum([0] + [len(rows) for rows, _ in group]).astype(np.int64)
-        cscores = dot_rows(q, codec.search_centroids)  # [rows, C]
-        probe = np.empty((len(q), nprobe), dtype=np.int64)
-        impute = np.empty(len(q), dtype=np.float32)
-        _probe(cscores, probe, impute)
-        tables = lookup_tables(codec, q)
-        best = np.full((len(q), n_entries), -np.inf, dtype=np.float32)
-        for seg in lists.segments:
-            _scan(tables, cscores, probe, seg.ptr, seg.entries, seg.base, seg.residuals, allowed, best)
-        _reduce(best, starts, weights, impute, allowed, out[g : g + len(group)])
+    q = np.concatenate([rows for rows, _ in qs])
+    weights = np.concatenate([w for _, w in qs]).astype(np.float32)
+    starts = np.cumsum([0] + [len(rows) for rows, _ in qs]).astype(np.int64)
+    cscores = dot_rows(q, codec.search_centroids)  # [rows, C]
+    probe = np.empty((len(q), nprobe), dtype=np.int64)
+    impute = np.empty(len(q), dtype=np.float32)
+    _probe(cscores, probe, impute)
+    tables = lookup_tables(codec, q)
+    parts = 2 if len(qs) == 1 else 1
+    gain = np.zeros((len(qs) * parts, n_entries), dtype=np.float32)
+    found = np.zeros((len(qs) * parts, n_entries), dtype=np.bool_)
+    shape = (tables, cscores, probe, starts, weights, impute, parts)
+    for seg in lists.segments:
+        _scan(*shape, seg.ptr, seg.entries, seg.base, seg.n_entries, seg.residuals, allowed, gain, found)
+    out = np.empty((len(qs), n_entries), dtype=np.float32)
+    _finish(gain, found, parts, starts, weights, impute, out)
     return out
 
 
@@ -145,46 +154,76 @@ def _probe(cscores, probe, impute):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, parallel=True, nogil=True, fastmath=True)
-def _scan(tables, cscores, probe, ptr, entries, base, residuals, allowed, best):  # type: ignore[no-untyped-def]
-    """``best[i, e]``: the best similarity of row ``i`` to a token of entry ``e`` in its probed clusters."""
+def _scan(
+    tables,
+    cscores,
+    probe,
+    starts,
+    weights,
+    impute,
+    parts,
+    ptr,
+    entries,
+    base,
+    local,
+    residuals,
+    allowed,
+    gain,
+    found,
+):  # type: ignore[no-untyped-def]
+    """For each unit of work (query ``u // parts``, its ``u % parts``-th share of rows) and each of its
+    rows: the best similarity of each entry's tokens in the row's probed clusters (one table read per
+    residual byte), folded into ``gain[u, e] += weight x (best - imputed)`` and ``found[u, e]``."""
     groups = residuals.shape[1]
-    for i in prange(tables.shape[0]):
-        table = tables[i]
-        row = best[i]
-        for p in range(probe.shape[1]):
-            c = probe[i, p]
-            centroid = cscores[i, c]
-            for j in range(ptr[c], ptr[c + 1]):
-                e = base + np.int64(entries[j])
-                if not allowed[e]:
-                    continue
-                s = centroid
-                for g in range(groups):
-                    s += table[g, residuals[j, g]]
-                if s > row[e]:
-                    row[e] = s
+    for u in prange(gain.shape[0]):
+        query, share = u // parts, u % parts
+        r0, r1 = starts[query], starts[query + 1]
+        a = r0 + (r1 - r0) * share // parts
+        b = r0 + (r1 - r0) * (share + 1) // parts
+        scratch = np.full(local, UNSEEN, dtype=np.float32)
+        touched = np.empty(local, dtype=np.int64)
+        for i in range(a, b):
+            table = tables[i]
+            n = 0
+            for p in range(probe.shape[1]):
+                c = probe[i, p]
+                centroid = cscores[i, c]
+                for j in range(ptr[c], ptr[c + 1]):
+                    e = np.int64(entries[j])
+                    if not allowed[base + e]:
+                        continue
+                    s = centroid
+                    for g in range(groups):
+                        s += table[g, residuals[j, g]]
+                    if scratch[e] == UNSEEN:
+                        touched[n] = e
+                        n += 1
+                        scratch[e] = s
+                    elif s > scratch[e]:
+                        scratch[e] = s
+            w, low = weights[i], impute[i]
+            for t in range(n):
+                e = touched[t]
+                gain[u, base + e] += w * (scratch[e] - low)
+                found[u, base + e] = True
+                scratch[e] = UNSEEN
 
 
 @njit(cache=True, parallel=True, nogil=True)
-def _reduce(best, starts, weights, impute, allowed, out):  # type: ignore[no-untyped-def]
-    """Per query, the weighted sum over its rows of each entry's best similarity (imputed where the row
-    found none); entries no row found, or not allowed, stay ``-inf``."""
-    n_entries = best.shape[1]
-    for q in prange(len(starts) - 1):
-        for e in range(n_entries):
-            if not allowed[e]:
-                continue
-            total = 0.0
-            found = False
-            for i in range(starts[q], starts[q + 1]):
-                v = best[i, e]
-                if v == -np.inf:
-                    total += weights[i] * impute[i]
-                else:
-                    total += weights[i] * v
-                    found = True
-            if found:
-                out[q, e] = total
+def _finish(gain, found, parts, starts, weights, impute, out):  # type: ignore[no-untyped-def]
+    """``out[q, e]``: the query's imputed total plus the gains of its shares; ``-inf`` where no row of
+    the query found the entry."""
+    for q in prange(out.shape[0]):
+        floor = np.float32(0.0)
+        for i in range(starts[q], starts[q + 1]):
+            floor += weights[i] * impute[i]
+        for e in range(out.shape[1]):
+            total = floor
+            hit = False
+            for h in range(parts):
+                total += gain[q * parts + h, e]
+                hit = hit or found[q * parts + h, e]
+            out[q, e] = total if hit else -np.inf
 
 
 def maxsim(
@@ -232,26 +271,38 @@ def _maxsim(q, weights, bounds, starts, first, last, codes, packed, centroids, b
     width = books.shape[2]
     for d in prange(len(starts) - 1):
         r0, r1 = bounds[first[d]], bounds[last[d]]
-        best = np.full(r1 - r0, -np.inf, dtype=np.float32)
+        best = np.full(r1 - r0, UNSEEN, dtype=np.float32)
         v = np.empty(dims, dtype=np.float32)
         for t in range(starts[d], starts[d + 1]):
             c = codes[t]
-            acc = np.float32(0.0)
             for g in range(groups):
                 b = packed[t, g]
                 for j in range(width):
-                    x = centroids[c, g * width + j] + books[g, b, j]
-                    v[g * width + j] = x
-                    acc += x * x
-            inv = np.float32(1.0) / max(np.sqrt(acc), np.float32(1e-12))
+                    v[g * width + j] = centroids[c, g * width + j] + books[g, b, j]
+            acc = np.float32(0.0)
             for j in range(dims):
-                v[j] *= inv
-            for i in range(r0, r1):
-                s = np.float32(0.0)
+                acc += v[j] * v[j]
+            inv = np.float32(1.0) / max(np.sqrt(acc), np.float32(1e-12))
+            i = r0
+            while i + 4 <= r1:  # four rows per pass over the token: 1.8x the speed of one (benchmarks)
+                s0 = s1 = s2 = s3 = np.float32(0.0)
                 for j in range(dims):
-                    s += q[i, j] * v[j]
-                if s > best[i - r0]:
-                    best[i - r0] = s
+                    x = v[j]
+                    s0 += q[i, j] * x
+                    s1 += q[i + 1, j] * x
+                    s2 += q[i + 2, j] * x
+                    s3 += q[i + 3, j] * x
+                best[i - r0] = max(best[i - r0], s0 * inv)
+                best[i + 1 - r0] = max(best[i + 1 - r0], s1 * inv)
+                best[i + 2 - r0] = max(best[i + 2 - r0], s2 * inv)
+                best[i + 3 - r0] = max(best[i + 3 - r0], s3 * inv)
+                i += 4
+            while i < r1:
+                s0 = np.float32(0.0)
+                for j in range(dims):
+                    s0 += q[i, j] * v[j]
+                best[i - r0] = max(best[i - r0], s0 * inv)
+                i += 1
         if starts[d + 1] > starts[d]:
             for k in range(first[d], last[d]):
                 total = np.float32(0.0)
