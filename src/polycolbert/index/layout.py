@@ -59,7 +59,9 @@ def rows_by_entry(entries: np.ndarray) -> np.ndarray:
     return np.argsort(np.asarray(entries), kind="stable").astype(kind)
 
 
-def gather(ptr: np.ndarray, residuals: np.ndarray, rows: np.ndarray, positions: np.ndarray) -> tuple[np.ndarray, ...]:
+def gather(
+    ptr: np.ndarray, residuals: np.ndarray, rows: np.ndarray, positions: np.ndarray
+) -> tuple[np.ndarray, ...]:
     """Codes and residual rows of the tokens at these document-order ``positions`` (``rows``: the
     segment's :func:`rows_by_entry`), read straight from the memory-mapped file in one compiled pass
     (numpy's fancy indexing of a memory map, then a separate search for the codes, cost 3x as much)."""

@@ -1,11 +1,12 @@
 """The one place search parameters are derived from ``k`` and the index size.
 
-Cost model (2 CPU threads, measured in benchmarks/search_speed.py): decoding and scoring every live
-token costs about ``tokens x dims`` multiply-adds per query; the cluster scan costs the centroid
-matrix, one table read per residual byte of the tokens in ``nprobe`` clusters per query row, and the
-exact re-rank of ``ndecode`` documents. Below ``BRUTE_FORCE_TOKENS`` live tokens the scan's fixed costs
-dominate and brute force over the compressed vectors is both fast and exact (w.r.t. the compressed
-vectors), so it is chosen automatically.
+Cost model (2 CPU threads): scoring every live token costs about ``tokens x dims`` multiply-adds per
+query row (about 0.09 ms per 1,000 tokens for a 32-row query, once decoded); the cluster scan costs the
+centroid scores, one table read per residual byte of the tokens in ``nprobe`` clusters per query row,
+and the exact re-rank of ``ndecode`` documents (2-3 ms at 20k-160k tokens). Below
+``BRUTE_FORCE_TOKENS`` live tokens brute force over the compressed vectors is both faster and exact
+(w.r.t. the compressed vectors), so it is chosen automatically (``benchmarks/search_params.py
+--crossover``; docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 NBITS = 2  # residual bits per dimension of a new index (1, 2 or 4)
 K = 10  # hits returned per query
 
-BRUTE_FORCE_TOKENS = 200_000
+BRUTE_FORCE_TOKENS = 30_000  # measured crossover: 27k tokens on xquad-de@mixed
 # The cheapest pair whose top 10 agree with ``exhaustive=True`` on >= 98% of scifact's training queries
 # (benchmarks/search_params.py; the grid is in docs/benchmarks.md).
 NPROBE = 12

@@ -26,7 +26,7 @@ from polycolbert.index import params as P
 from polycolbert.index import store, warp
 from polycolbert.index.snapshot import Snapshot
 from polycolbert.lexical import tokenize
-from polycolbert.scoring import maxsim_segments, token_chunks, top_k, without_padding_rows
+from polycolbert.scoring import token_chunks, top_k, without_padding_rows
 
 CHUNK_TOKENS = 1 << 16
 
@@ -183,7 +183,7 @@ def exact(
             block = decoded_all[tok_start[a] : tok_start[b]]
         else:
             block = snapshot.decode(snapshot.positions(entries[a:b]), search_frame=True)
-        out[:, a:b] = maxsim_segments(q @ block.T, lengths[a:b], rows, weights)
+        out[:, a:b] = warp.maxsim_vectors(q, rows, weights, block, lengths[a:b])
     return out
 
 

@@ -35,7 +35,6 @@ from polycolbert.index import layout
 from polycolbert.index.codec import Codec, dot_rows
 from polycolbert.index.store import Segment
 
-
 # A row's scratch value for an entry it has not seen yet (finite: the scan kernel runs with fastmath,
 # which assumes no infinities).
 UNSEEN = np.float32(-3.0e38)
@@ -283,29 +282,74 @@ def _maxsim(q, weights, bounds, starts, first, last, codes, packed, centroids, b
             for j in range(dims):
                 acc += v[j] * v[j]
             inv = np.float32(1.0) / max(np.sqrt(acc), np.float32(1e-12))
-            i = r0
-            while i + 4 <= r1:  # four rows per pass over the token: 1.8x the speed of one (benchmarks)
-                s0 = s1 = s2 = s3 = np.float32(0.0)
-                for j in range(dims):
-                    x = v[j]
-                    s0 += q[i, j] * x
-                    s1 += q[i + 1, j] * x
-                    s2 += q[i + 2, j] * x
-                    s3 += q[i + 3, j] * x
-                best[i - r0] = max(best[i - r0], s0 * inv)
-                best[i + 1 - r0] = max(best[i + 1 - r0], s1 * inv)
-                best[i + 2 - r0] = max(best[i + 2 - r0], s2 * inv)
-                best[i + 3 - r0] = max(best[i + 3 - r0], s3 * inv)
-                i += 4
-            while i < r1:
-                s0 = np.float32(0.0)
-                for j in range(dims):
-                    s0 += q[i, j] * v[j]
-                best[i - r0] = max(best[i - r0], s0 * inv)
-                i += 1
+            _score_token(q, v, inv, r0, r1, best)
         if starts[d + 1] > starts[d]:
             for k in range(first[d], last[d]):
                 total = np.float32(0.0)
                 for i in range(bounds[k], bounds[k + 1]):
                     total += weights[i] * best[i - r0]
+                out[k, d] = total
+
+
+@njit(cache=True, nogil=True, fastmath=True, inline="always")
+def _score_token(q, v, scale, r0, r1, best):  # type: ignore[no-untyped-def]
+    """``best[i - r0] = max(best[i - r0], scale x q[i] . v)`` for rows ``r0 <= i < r1``, four rows per
+    pass over ``v`` (1.8x the speed of one row at a time: the token is loaded once for four sums)."""
+    dims = q.shape[1]
+    i = r0
+    while i + 4 <= r1:
+        s0 = s1 = s2 = s3 = np.float32(0.0)
+        for j in range(dims):
+            x = v[j]
+            s0 += q[i, j] * x
+            s1 += q[i + 1, j] * x
+            s2 += q[i + 2, j] * x
+            s3 += q[i + 3, j] * x
+        best[i - r0] = max(best[i - r0], s0 * scale)
+        best[i + 1 - r0] = max(best[i + 1 - r0], s1 * scale)
+        best[i + 2 - r0] = max(best[i + 2 - r0], s2 * scale)
+        best[i + 3 - r0] = max(best[i + 3 - r0], s3 * scale)
+        i += 4
+    while i < r1:
+        s0 = np.float32(0.0)
+        for j in range(dims):
+            s0 += q[i, j] * v[j]
+        best[i - r0] = max(best[i - r0], s0 * scale)
+        i += 1
+
+
+def maxsim_vectors(
+    q: np.ndarray, rows: list[int], weights: np.ndarray, vectors: np.ndarray, lengths: np.ndarray
+) -> np.ndarray:
+    """``[queries, docs]`` exact MaxSim of the queries' stacked ``rows`` (weighted) against documents
+    given as float32 token vectors (``lengths`` each, one document after another): brute force, compiled
+    like the re-rank (a BLAS product between numba kernels measured 4x slower: its threads spin on the
+    cores numba's need)."""
+    starts = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    bounds = np.concatenate([[0], np.cumsum(rows)]).astype(np.int64)
+    out = np.zeros((len(rows), len(lengths)), dtype=np.float32)
+    _maxsim_vectors(
+        np.ascontiguousarray(q, dtype=np.float32),
+        np.asarray(weights, dtype=np.float32),
+        bounds,
+        starts,
+        np.ascontiguousarray(vectors, dtype=np.float32),
+        out,
+    )
+    return out
+
+
+@njit(cache=True, parallel=True, nogil=True, fastmath=True)
+def _maxsim_vectors(q, weights, bounds, starts, vectors, out):  # type: ignore[no-untyped-def]
+    """``out[k, d]`` for every query ``k``; an empty document scores 0."""
+    n_rows = q.shape[0]
+    for d in prange(len(starts) - 1):
+        best = np.full(n_rows, UNSEEN, dtype=np.float32)
+        for t in range(starts[d], starts[d + 1]):
+            _score_token(q, vectors[t], np.float32(1.0), 0, n_rows, best)
+        if starts[d + 1] > starts[d]:
+            for k in range(len(bounds) - 1):
+                total = np.float32(0.0)
+                for i in range(bounds[k], bounds[k + 1]):
+                    total += weights[i] * best[i]
                 out[k, d] = total
