@@ -67,6 +67,9 @@ def test_add_search_trec_delete_info_compact(ix: Path, tmp_path: Path) -> None:
     assert json.loads(runner.invoke(app, ["delete", str(ix), "b", "nope"]).stdout)["deleted"] == 1
     info = json.loads(runner.invoke(app, ["info", str(ix), "--json"]).stdout)
     assert info["documents"] == 2 and info["dimensions"] == 16
+    # a tiny index: brute force, and no compressed segments (raw vectors until a codec is trained)
+    assert info["details"]["search"]["path"] == "exhaustive"
+    assert info["details"]["layout"] == {"clustered_segments": 0, "document_order_segments": 0}
     assert runner.invoke(app, ["compact", str(ix)]).exit_code == 0
 
 

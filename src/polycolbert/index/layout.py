@@ -59,21 +59,23 @@ def rows_by_entry(entries: np.ndarray) -> np.ndarray:
     return np.argsort(np.asarray(entries), kind="stable").astype(kind)
 
 
-def gather(
-    ptr: np.ndarray, residuals: np.ndarray, rows: np.ndarray, positions: np.ndarray
-) -> tuple[np.ndarray, ...]:
-    """Codes and residual rows of the tokens at these document-order ``positions`` (``rows``: the
-    segment's :func:`rows_by_entry`), read straight from the memory-mapped file in one compiled pass
-    (numpy's fancy indexing of a memory map, then a separate search for the codes, cost 3x as much)."""
-    positions = np.ascontiguousarray(positions, dtype=np.int64)
-    codes = np.empty(len(positions), dtype=np.int64)
-    out = np.empty((len(positions), residuals.shape[1]), dtype=np.uint8)
-    _gather(ptr, residuals, rows, positions, codes, out)
-    return codes, out
+def gather_into(
+    ptr: np.ndarray,
+    residuals: np.ndarray,
+    rows: np.ndarray,
+    positions: np.ndarray,
+    slots: np.ndarray,
+    codes: np.ndarray,
+    out: np.ndarray,
+) -> None:
+    """``codes[slots[k]]`` and ``out[slots[k]]``: the code and residual row of the token at document-order
+    ``positions[k]`` (``rows``: the segment's :func:`rows_by_entry`), read straight from the memory-mapped
+    file in one compiled pass into the caller's arrays (a batch's tokens come from several segments)."""
+    _gather(ptr, residuals, rows, np.asarray(positions, np.int64), np.asarray(slots, np.int64), codes, out)
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def _gather(ptr, residuals, rows, positions, codes, out):  # type: ignore[no-untyped-def]
+def _gather(ptr, residuals, rows, positions, slots, codes, out):  # type: ignore[no-untyped-def]
     for k in prange(len(positions)):
         r = rows[positions[k]]
         lo, hi = 0, len(ptr) - 1  # ptr[lo] <= r < ptr[hi]: the last cluster starting at or before r
@@ -83,5 +85,5 @@ def _gather(ptr, residuals, rows, positions, codes, out):  # type: ignore[no-unt
                 lo = mid
             else:
                 hi = mid
-        codes[k] = lo
-        out[k, :] = residuals[r, :]
+        codes[slots[k]] = lo
+        out[slots[k], :] = residuals[r, :]

@@ -46,9 +46,12 @@ class Tokens:
         codes = np.empty(len(positions), dtype=np.int64)
         rows = np.empty((len(positions), self.width), dtype=np.uint8)
         part = np.searchsorted(self.starts, positions, side="right") - 1
-        for p in np.flatnonzero(np.bincount(part, minlength=len(self.segments))):
-            chosen = part == p
-            codes[chosen], rows[chosen] = self.segments[p].tokens(positions[chosen] - self.starts[p])
+        slots = np.argsort(part, kind="stable")
+        ends = np.cumsum(np.bincount(part, minlength=len(self.segments)))
+        for p, (a, b) in enumerate(zip(np.concatenate([[0], ends[:-1]]), ends, strict=True)):
+            if b > a:
+                mine = slots[a:b]
+                self.segments[p].tokens_into(positions[mine] - self.starts[p], mine, codes, rows)
         return codes, rows
 
 

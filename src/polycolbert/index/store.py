@@ -695,15 +695,25 @@ class Segment:
         assert self.entries is not None, "only a segment grouped by centroid maps rows"
         return layout.rows_by_entry(self.entries)
 
-    def tokens(self, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Centroid codes and residual rows of the tokens at these document-order positions (read from
-        the memory-mapped files: only these rows)."""
+    def tokens_into(
+        self, positions: np.ndarray, slots: np.ndarray, codes: np.ndarray, out: np.ndarray
+    ) -> None:
+        """The centroid codes and residual rows of the tokens at these document-order positions, into
+        ``codes[slots]`` and ``out[slots]`` (read from the memory-mapped files: only these rows)."""
         assert self.residuals is not None, "a raw segment has no codes"
         if self.ptr is None:
             assert self.codes is not None
-            return np.asarray(self.codes[positions]), np.asarray(self.residuals[positions])
-        codes, rows = layout.gather(self.ptr, self.residuals, self.rows, positions)
-        return codes, rows
+            codes[slots], out[slots] = self.codes[positions], self.residuals[positions]
+            return
+        layout.gather_into(self.ptr, self.residuals, self.rows, positions, slots, codes, out)
+
+    def tokens(self, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Centroid codes and residual rows of the tokens at these document-order positions."""
+        assert self.residuals is not None, "a raw segment has no codes"
+        codes = np.empty(len(positions), dtype=np.int64)
+        out = np.empty((len(positions), self.residuals.shape[1]), dtype=np.uint8)
+        self.tokens_into(positions, np.arange(len(positions)), codes, out)
+        return codes, out
 
 
 def token_positions(offsets: np.ndarray, lengths: np.ndarray, entries: np.ndarray) -> np.ndarray:
