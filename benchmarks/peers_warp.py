@@ -3,7 +3,7 @@
 Why a script of its own: like the PLAID peers, XTR-WARP's Rust extension is built against one exact torch
 (2.11.0), so it runs in ``.venv-plaid`` (see benchmarks/README.md) and imports nothing from polycolbert.
 Building (k-means, compression) is slow and CPU-heavy, so it is a separate step (``--build``, run under
-``/work/bin/heavy``) from the timed search (run under ``/work/bin/bench``).
+in the background) from the timed search (run under ``benchmarks/bench.sh``, which pauses builds).
 
 Input folder (``--vectors``): the layout ``benchmarks/corpora.py`` writes (and ``peers_plaid.py`` reads):
 ``doc_tokens.npy`` ([T, d], float16 or float32), ``doc_lengths.npy``, ``query_tokens.npy`` ([n, 32, d]).

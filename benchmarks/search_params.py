@@ -7,7 +7,7 @@ by the current default model and cached beside the corpus's vectors.
 
 For every (nprobe, ndecode) pair: top-10 overlap and top-1 agreement with ``exhaustive=True`` on the
 same index (the compressed vectors, so only the candidate stage's loss shows), and p50 latency at one
-query per call (time it under ``/work/bin/bench``).
+query per call (time it under ``benchmarks/bench.sh``).
 
     .venv/bin/python benchmarks/search_params.py --corpus scifact --nprobe 4 8 12 16 --ndecode 16 32 64
 

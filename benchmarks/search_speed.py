@@ -1,7 +1,7 @@
 """Search speed and quality of the embedded index vs exhaustive MaxSim vs XTR-WARP, on cached real vectors.
 
 Why apart from ``index.py``: at millions of tokens the builds take many minutes on 2 cores, so building
-(``--build``, run under ``/work/bin/heavy``) and timing (run under ``/work/bin/bench``, which keeps the
+(``--build``, in the background) and timing (run under ``benchmarks/bench.sh``, which keeps the
 machine otherwise idle) are separate steps; the XTR-WARP index is built the same way by
 ``peers_warp.py --build``. Every engine gets the same vectors (``benchmarks/corpora.py``'s cache).
 
