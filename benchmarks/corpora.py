@@ -14,7 +14,7 @@ Corpora:
 - ``xquad-de@mixed``: the German XQuAD questions against the paragraphs of all 11 XQuAD languages
   (2,640 paragraphs; a question's paragraph is relevant in every language).
 
-    .venv/bin/python benchmarks/corpora.py mixed5m      # fills the cache (in the background: `benchmarks/bench.sh` pauses it while timing)
+    .venv/bin/python benchmarks/corpora.py mixed5m  # fills the cache, in the background
 """
 
 from __future__ import annotations
