@@ -171,3 +171,24 @@ def test_distinct_rows_counts_repeats_and_drops_zero_rows() -> None:
     assert len(rows) == 6 and weights.sum() == 8
     for row, w in zip(rows, weights, strict=True):
         assert w == sum(np.array_equal(row, r) for r in q[:8])
+
+
+def test_int32_entries_search_as_uint16_ones(
+    built: tuple, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A segment of more than 65,536 documents numbers its entries in int32: the same index written that
+    way stores int32 entries and answers the same, by the scan and by brute force."""
+    from polycolbert.index import layout
+
+    ix, ids, docs = built
+    monkeypatch.setattr(layout, "UINT16_ENTRIES", 0)
+    wide = Index.create(tmp_path / "wide", dimensions=32, nbits=2)
+    wide.add(ids[:500], ids=ids[:500], vectors=docs[:500])
+    wide.add(ids[500:], ids=ids[500:], vectors=docs[500:])
+    assert {s.entries.dtype for s in wide._reader.current().tokens.segments} == {np.dtype(np.int32)}
+    assert {s.entries.dtype for s in ix._reader.current().tokens.segments} == {np.dtype(np.uint16)}
+    qs = queries(docs)
+    monkeypatch.setattr(P, "BRUTE_FORCE_TOKENS", 0)
+    for a, b in zip(wide.search(query_vectors=qs, k=10), ix.search(query_vectors=qs, k=10), strict=True):
+        assert [h.id for h in a] == [h.id for h in b]
+        assert [h.score for h in a] == pytest.approx([h.score for h in b], abs=1e-5)
