@@ -104,7 +104,9 @@ def dense(
     p = P.derive(k, live_tokens, snapshot.n_centroids, exhaustive or snapshot.raw)
     distinct = [distinct_rows(q) for q in qs]
     if snapshot.codec is not None:  # compressed tokens are scored in the codec's rotated frame
-        distinct = [(snapshot.codec.to_search_frame(rows), weights) for rows, weights in distinct]
+        rotated = snapshot.codec.to_search_frame(np.concatenate([rows for rows, _ in distinct]))
+        bounds = np.cumsum([0] + [len(rows) for rows, _ in distinct])
+        distinct = [(rotated[a:b], w) for a, b, (_, w) in zip(bounds[:-1], bounds[1:], distinct, strict=True)]
     if p.brute_force:
         scores = exact(
             snapshot,
