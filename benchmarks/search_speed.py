@@ -172,7 +172,8 @@ def quality(ids: dict[str, Any], ranked: list[list[int]], reference: list[list[i
         for q, r in zip(ids["query_ids"], ranked, strict=True)
     }
     overlap = np.mean([len(set(r[:K]) & set(ref[:K])) / K for r, ref in zip(ranked, reference, strict=True)])
-    return {"ndcg@10": evaluate(ids["qrels"], run)["nDCG@10"], "overlap@10": float(overlap)}
+    judged = {q: ids["qrels"][q] for q in run if q in ids["qrels"]}  # the queries timed (--queries), not all
+    return {"ndcg@10": evaluate(judged, run)["nDCG@10"], "overlap@10": float(overlap)}
 
 
 def main() -> None:
