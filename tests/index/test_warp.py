@@ -135,8 +135,8 @@ def test_info_names_the_search_path(built: tuple, monkeypatch: pytest.MonkeyPatc
 
 def test_compiled_maxsim_matches_numpy_over_decoded_vectors() -> None:
     """The re-rank kernel (decode in registers, score, max) against numpy on ``decode_for_search``'s
-    output, for a batch where each document belongs to one query (``owner``) and for all-against-all;
-    empty documents score 0."""
+    output, for (query, document) pairs (one document asked for by both queries, one by none: it is not
+    scored) and for all-against-all; empty documents score 0."""
     from polycolbert.index.codec import Codec
     from polycolbert.index.warp import maxsim
 
@@ -148,18 +148,24 @@ def test_compiled_maxsim_matches_numpy_over_decoded_vectors() -> None:
     weights = np.arange(1, 8, dtype=np.float32)
     decoded = codec.decode_for_search(codes, packed)
     docs = np.split(decoded, np.cumsum(lengths)[:-1])
+    spans = [(0, 3), (3, 7)]
 
     def want(rows: np.ndarray, w: np.ndarray, doc: np.ndarray) -> float:
         return 0.0 if len(doc) == 0 else float(((rows @ doc.T).max(axis=1) * w).sum())
 
     full = maxsim(codec, q, [3, 4], weights, codes, packed, lengths)
-    owner = np.array([0, 1, 1, 0, 1])
-    own = maxsim(codec, q, [3, 4], weights, codes, packed, lengths, owner=owner)
+    assert full.shape == (2, 5)
     for d, doc in enumerate(docs):
-        for k, (a, b) in enumerate([(0, 3), (3, 7)]):
+        for k, (a, b) in enumerate(spans):
             assert full[k, d] == pytest.approx(want(q[a:b], weights[a:b], doc), abs=1e-4)
-        a, b = [(0, 3), (3, 7)][owner[d]]
-        assert own[owner[d], d] == pytest.approx(want(q[a:b], weights[a:b], doc), abs=1e-4)
+    query = np.array([1, 0, 1, 0, 1])
+    doc_of = np.array([4, 2, 1, 4, 2])  # document 4 twice (both queries), document 3 never
+    own = maxsim(codec, q, [3, 4], weights, codes, packed, lengths, pairs=(query, doc_of))
+    assert own.shape == (5,)
+    for x, (k, d) in enumerate(zip(query, doc_of, strict=True)):
+        a, b = spans[k]
+        assert own[x] == pytest.approx(want(q[a:b], weights[a:b], docs[d]), abs=1e-4)
+    assert own[0] != own[3]  # the shared document, scored against each query's own rows
 
 
 def test_distinct_rows_counts_repeats_and_drops_zero_rows() -> None:

@@ -141,9 +141,10 @@ def clustered(
             estimate = np.where(np.isfinite(estimate), estimate, np.float32(-1e30))
             pool = np.flatnonzero(allowed)
         keeps.append(pool[best(snapshot, estimate[pool], pool, p.ndecode)])
-    # Every query's candidates re-ranked exactly in one compiled call (each against its own rows).
-    keep = np.concatenate(keeps)
-    codes, packed = snapshot.tokens.gather(snapshot.positions(keep))
+    # Every query's candidates re-ranked exactly in one compiled call (each against its own rows); a
+    # document several queries picked is gathered and decoded once.
+    docs, doc_of = np.unique(np.concatenate(keeps), return_inverse=True)
+    codes, packed = snapshot.tokens.gather(snapshot.positions(docs))
     scores = warp.maxsim(
         snapshot.codec,
         np.concatenate([rows for rows, _ in distinct]),
@@ -151,12 +152,12 @@ def clustered(
         np.concatenate([weights for _, weights in distinct]),
         codes,
         packed,
-        snapshot.lengths[keep],
-        owner=np.repeat(np.arange(len(keeps)), [len(k) for k in keeps]),
+        snapshot.lengths[docs],
+        pairs=(np.repeat(np.arange(len(keeps)), [len(k) for k in keeps]), doc_of),
     )
     out, at = [], 0
-    for query, mine in enumerate(keeps):
-        own = scores[query, at : at + len(mine)]
+    for mine in keeps:
+        own = scores[at : at + len(mine)]
         out.append([(int(mine[i]), float(own[i])) for i in best(snapshot, own, mine, k)])
         at += len(mine)
     return out

@@ -80,7 +80,8 @@ def lookup_tables(codec: Codec, q: np.ndarray) -> np.ndarray:
     byte, so a token's residual similarity is the sum of one entry per byte."""
     groups, n_words, _ = codec.codebooks.shape
     out = np.empty((len(q), groups, n_words), dtype=np.float32)
-    books = np.ascontiguousarray(codec.codebooks, dtype=np.float32)
+    # codewords transposed ([byte, dim, word]) so the kernel's inner loop runs over contiguous words
+    books = np.ascontiguousarray(np.transpose(codec.codebooks, (0, 2, 1)), dtype=np.float32)
     _tables(np.ascontiguousarray(q, dtype=np.float32), books, out)
     return out
 
@@ -113,9 +114,11 @@ def candidates(
     parts = 2 if len(qs) == 1 else 1
     gain = np.zeros((len(qs) * parts, n_entries), dtype=np.float32)
     found = np.zeros((len(qs) * parts, n_entries), dtype=np.bool_)
+    every = bool(allowed.all())  # no filter and no deletion: the per-token check is skipped
     shape = (tables, cscores, probe, starts, weights, impute, parts)
     for seg in lists.segments:
-        _scan(*shape, seg.ptr, seg.entries, seg.base, seg.n_entries, seg.residuals, allowed, gain, found)
+        lists_of = (seg.ptr, seg.entries, seg.base, seg.n_entries, seg.residuals)
+        _scan(*shape, *lists_of, allowed, every, gain, found)
     out = np.empty((len(qs), n_entries), dtype=np.float32)
     _finish(gain, found, parts, starts, weights, impute, out)
     return out
@@ -123,14 +126,17 @@ def candidates(
 
 @njit(cache=True, parallel=True, nogil=True, fastmath=True)
 def _tables(q, books, out):  # type: ignore[no-untyped-def]
-    groups, n_words, width = books.shape
+    """Word-innermost, so each step is one vector multiply-add over 256 words (2.8x the dot per word)."""
+    groups, width, n_words = books.shape
     for i in prange(q.shape[0]):
         for g in range(groups):
+            row = out[i, g]
             for c in range(n_words):
-                s = np.float32(0.0)
-                for j in range(width):
-                    s += q[i, g * width + j] * books[g, c, j]
-                out[i, g, c] = s
+                row[c] = np.float32(0.0)
+            for j in range(width):
+                x = q[i, g * width + j]
+                for c in range(n_words):
+                    row[c] += x * books[g, j, c]
 
 
 @njit(cache=True, parallel=True, nogil=True)
@@ -167,6 +173,7 @@ def _scan(
     local,
     residuals,
     allowed,
+    every,
     gain,
     found,
 ):  # type: ignore[no-untyped-def]
@@ -189,9 +196,9 @@ def _scan(
                 centroid = cscores[i, c]
                 for j in range(ptr[c], ptr[c + 1]):
                     e = np.int64(entries[j])
-                    if not allowed[base + e]:
+                    if not every and not allowed[base + e]:
                         continue
-                    s = centroid
+                    s = centroid  # scalar table reads: vector gathers measured 1.1x slower here
                     for g in range(groups):
                         s += table[g, residuals[j, g]]
                     if scratch[e] == UNSEEN:
@@ -233,44 +240,56 @@ def maxsim(
     codes: np.ndarray,
     packed: np.ndarray,
     lengths: np.ndarray,
-    owner: np.ndarray | None = None,
+    pairs: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> np.ndarray:
-    """``[queries, docs]`` exact MaxSim of the queries' stacked search-frame ``rows`` (``rows[i]`` each,
-    weighted) against documents given as their tokens' codes and residual bytes (``lengths`` each, one
-    document after another): each token is decoded once, in registers, and scored against the rows.
-    With ``owner`` (the query of each document), a document is scored for its own query only (a batch
-    re-ranks every query's candidates in one call); the other cells are 0."""
-    starts = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-    bounds = np.concatenate([[0], np.cumsum(rows)]).astype(np.int64)
-    out = np.zeros((len(rows), len(lengths)), dtype=np.float32)
-    books = np.ascontiguousarray(codec.codebooks, dtype=np.float32)
-    first = np.zeros(len(lengths), np.int64) if owner is None else np.asarray(owner, np.int64)
-    last = np.full(len(lengths), len(rows), np.int64) if owner is None else first + 1
+    """Exact MaxSim of the queries' stacked search-frame ``rows`` (``rows[i]`` each, weighted) against
+    documents given as their tokens' codes and residual bytes (``lengths`` each, one document after
+    another). Each token is decoded once, in registers, and scored against the rows of every query that
+    asks for its document: a batch whose queries share candidates decodes them once.
+
+    ``pairs`` = (query, document) arrays: only those are scored, ``[pairs]`` in their order. ``None``:
+    every query against every document, ``[queries, docs]``."""
+    n_docs, n_queries = len(lengths), len(rows)
+    if pairs is None:
+        query = np.tile(np.arange(n_queries, dtype=np.int64), n_docs)
+        doc = np.repeat(np.arange(n_docs, dtype=np.int64), n_queries)
+    else:
+        query, doc = (np.asarray(a, dtype=np.int64) for a in pairs)
+    order = np.argsort(doc, kind="stable")
+    owner_ptr = np.concatenate([[0], np.cumsum(np.bincount(doc, minlength=n_docs))]).astype(np.int64)
+    out = np.zeros(len(query), dtype=np.float32)
     _maxsim(
         np.ascontiguousarray(q, dtype=np.float32),
         np.asarray(weights, dtype=np.float32),
-        bounds,
-        starts,
-        first,
-        last,
+        np.concatenate([[0], np.cumsum(rows)]).astype(np.int64),
+        np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
+        owner_ptr,
+        query[order],
+        order.astype(np.int64),
         np.asarray(codes),
         np.ascontiguousarray(packed),
         codec.search_centroids,
-        books,
+        np.ascontiguousarray(codec.codebooks, dtype=np.float32),
         out,
     )
-    return out
+    return out if pairs is not None else out.reshape(n_docs, n_queries).T
 
 
 @njit(cache=True, parallel=True, nogil=True, fastmath=True)
-def _maxsim(q, weights, bounds, starts, first, last, codes, packed, centroids, books, out):  # type: ignore[no-untyped-def]
-    """``out[k, d]`` for queries ``first[d] <= k < last[d]``; an empty document scores 0."""
+def _maxsim(q, weights, bounds, starts, owner_ptr, owners, slot, codes, packed, centroids, books, out):  # type: ignore[no-untyped-def]
+    """``out[slot[x]]`` for each query ``owners[x]`` asking for document ``d`` (``owner_ptr[d] <= x <
+    owner_ptr[d + 1]``); an empty document scores 0."""
     dims = q.shape[1]
     groups = packed.shape[1]
     width = books.shape[2]
     for d in prange(len(starts) - 1):
-        r0, r1 = bounds[first[d]], bounds[last[d]]
-        best = np.full(r1 - r0, UNSEEN, dtype=np.float32)
+        o0, o1 = owner_ptr[d], owner_ptr[d + 1]
+        if o0 == o1 or starts[d + 1] == starts[d]:
+            continue
+        n_rows = 0
+        for x in range(o0, o1):
+            n_rows += bounds[owners[x] + 1] - bounds[owners[x]]
+        best = np.full(n_rows, UNSEEN, dtype=np.float32)
         v = np.empty(dims, dtype=np.float32)
         for t in range(starts[d], starts[d + 1]):
             c = codes[t]
@@ -282,13 +301,19 @@ def _maxsim(q, weights, bounds, starts, first, last, codes, packed, centroids, b
             for j in range(dims):
                 acc += v[j] * v[j]
             inv = np.float32(1.0) / max(np.sqrt(acc), np.float32(1e-12))
-            _score_token(q, v, inv, r0, r1, best)
-        if starts[d + 1] > starts[d]:
-            for k in range(first[d], last[d]):
-                total = np.float32(0.0)
-                for i in range(bounds[k], bounds[k + 1]):
-                    total += weights[i] * best[i - r0]
-                out[k, d] = total
+            at = 0
+            for x in range(o0, o1):
+                r0, r1 = bounds[owners[x]], bounds[owners[x] + 1]
+                _score_token(q, v, inv, r0, r1, best[at:])
+                at += r1 - r0
+        at = 0
+        for x in range(o0, o1):
+            r0, r1 = bounds[owners[x]], bounds[owners[x] + 1]
+            total = np.float32(0.0)
+            for i in range(r0, r1):
+                total += weights[i] * best[at + i - r0]
+            out[slot[x]] = total
+            at += r1 - r0
 
 
 @njit(cache=True, nogil=True, fastmath=True, inline="always")
