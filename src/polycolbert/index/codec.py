@@ -84,6 +84,7 @@ class Codec:
     _quantiser: Any = field(default=None, init=False, repr=False, compare=False)
     _search_centroids: np.ndarray | None = field(default=None, init=False, repr=False, compare=False)
     _rotation_t: np.ndarray | None = field(default=None, init=False, repr=False, compare=False)
+    _search_codebooks: np.ndarray | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def dims(self) -> int:
@@ -168,6 +169,15 @@ class Codec:
         if self._search_centroids is None:
             self._search_centroids = np.ascontiguousarray(self.centroids @ self.rotation)
         return self._search_centroids
+
+    @property
+    def search_codebooks(self) -> np.ndarray:
+        """The codewords as ``[byte, dim, word]`` float32: the layout the scan's lookup tables are built
+        from (the inner loop runs over contiguous words)."""
+        if self._search_codebooks is None:
+            books = np.transpose(self.codebooks, (0, 2, 1))
+            self._search_codebooks = np.ascontiguousarray(books, dtype=np.float32)
+        return self._search_codebooks
 
     def to_search_frame(self, queries: np.ndarray) -> np.ndarray:
         """Queries rotated like the residuals (compiled, like every product of a search: multi-threaded

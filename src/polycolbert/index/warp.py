@@ -32,7 +32,7 @@ import numpy as np
 from numba import njit, prange
 
 from polycolbert.index import layout
-from polycolbert.index.codec import Codec, dot_rows
+from polycolbert.index.codec import Codec
 from polycolbert.index.store import Segment
 
 # A row's scratch value for an entry it has not seen yet (finite: the scan kernel runs with fastmath,
@@ -75,17 +75,6 @@ class TokenLists:
         return cls(tuple(out))
 
 
-def lookup_tables(codec: Codec, q: np.ndarray) -> np.ndarray:
-    """``[rows, bytes, 256]``: each query row (search frame) dotted with every residual codeword of each
-    byte, so a token's residual similarity is the sum of one entry per byte."""
-    groups, n_words, _ = codec.codebooks.shape
-    out = np.empty((len(q), groups, n_words), dtype=np.float32)
-    # codewords transposed ([byte, dim, word]) so the kernel's inner loop runs over contiguous words
-    books = np.ascontiguousarray(np.transpose(codec.codebooks, (0, 2, 1)), dtype=np.float32)
-    _tables(np.ascontiguousarray(q, dtype=np.float32), books, out)
-    return out
-
-
 def candidates(
     codec: Codec,
     lists: TokenLists,
@@ -103,19 +92,18 @@ def candidates(
     ``weight x (best - imputed)``, so memory stays ``entries`` floats a query, not ``rows x entries``
     (which for a batch outgrew the caches and halved the scan's speed)."""
     n_entries = len(allowed)
-    q = np.concatenate([rows for rows, _ in qs])
+    q = np.ascontiguousarray(np.concatenate([rows for rows, _ in qs]), dtype=np.float32)
     weights = np.concatenate([w for _, w in qs]).astype(np.float32)
     starts = np.cumsum([0] + [len(rows) for rows, _ in qs]).astype(np.int64)
-    cscores = dot_rows(q, codec.search_centroids)  # [rows, C]
     probe = np.empty((len(q), nprobe), dtype=np.int64)
+    pscore = np.empty((len(q), nprobe), dtype=np.float32)
     impute = np.empty(len(q), dtype=np.float32)
-    _probe(cscores, probe, impute)
-    tables = lookup_tables(codec, q)
+    _probe(q, codec.search_centroids, probe, pscore, impute)
     parts = 2 if len(qs) == 1 else 1
     gain = np.zeros((len(qs) * parts, n_entries), dtype=np.float32)
     found = np.zeros((len(qs) * parts, n_entries), dtype=np.bool_)
     every = bool(allowed.all())  # no filter and no deletion: the per-token check is skipped
-    shape = (tables, cscores, probe, starts, weights, impute, parts)
+    shape = (q, codec.search_codebooks, probe, pscore, starts, weights, impute, parts)
     for seg in lists.segments:
         lists_of = (seg.ptr, seg.entries, seg.base, seg.n_entries, seg.residuals)
         _scan(*shape, *lists_of, allowed, every, gain, found)
@@ -124,45 +112,64 @@ def candidates(
     return out
 
 
-@njit(cache=True, parallel=True, nogil=True, fastmath=True)
-def _tables(q, books, out):  # type: ignore[no-untyped-def]
-    """Word-innermost, so each step is one vector multiply-add over 256 words (2.8x the dot per word)."""
+@njit(cache=True, nogil=True, fastmath=True, inline="always")
+def _fill_table(row, books, out):  # type: ignore[no-untyped-def]
+    """``out[g, word]`` = the row's dims of byte ``g`` dotted with that codeword; ``books`` is ``[byte,
+    dim, word]`` so the inner loop is one vector multiply-add over contiguous words."""
     groups, width, n_words = books.shape
-    for i in prange(q.shape[0]):
-        for g in range(groups):
-            row = out[i, g]
+    for g in range(groups):
+        line = out[g]
+        for c in range(n_words):
+            line[c] = np.float32(0.0)
+        for j in range(width):
+            x = row[g * width + j]
             for c in range(n_words):
-                row[c] = np.float32(0.0)
-            for j in range(width):
-                x = q[i, g * width + j]
-                for c in range(n_words):
-                    row[c] += x * books[g, j, c]
+                line[c] += x * books[g, j, c]
 
 
-@njit(cache=True, parallel=True, nogil=True)
-def _probe(cscores, probe, impute):  # type: ignore[no-untyped-def]
-    """Per row, the ``probe.shape[1]`` best centroids (any order) and the weakest of their scores."""
-    n = probe.shape[1]
-    for i in prange(cscores.shape[0]):
-        row = cscores[i]
-        top = np.full(n, -np.inf, dtype=np.float32)
-        which = np.zeros(n, dtype=np.int64)
-        low = 0  # the slot holding the weakest of the kept scores
-        for c in range(len(row)):
-            if row[c] > top[low]:
-                top[low], which[low] = row[c], c
-                for j in range(n):
-                    if top[j] < top[low]:
-                        low = j
-        probe[i] = which
-        impute[i] = top[low]
+@njit(cache=True, parallel=True, nogil=True, fastmath=True)
+def _probe(q, centroids, probe, pscore, impute):  # type: ignore[no-untyped-def]
+    """Per row: the ``probe.shape[1]`` best centroids (any order), their scores, and the weakest of
+    them. Rows are scored four per pass over a centroid into a scratch block, never a ``[rows,
+    centroids]`` table (at 300 queries and 16k centroids that table alone was 600 MB)."""
+    n, dims = q.shape
+    n_centroids = centroids.shape[0]
+    keep = probe.shape[1]
+    for block in prange((n + 3) // 4):
+        i0 = 4 * block
+        i1, i2, i3 = min(i0 + 1, n - 1), min(i0 + 2, n - 1), min(i0 + 3, n - 1)
+        scores = np.empty((4, n_centroids), dtype=np.float32)
+        for c in range(n_centroids):
+            s0 = s1 = s2 = s3 = np.float32(0.0)
+            for k in range(dims):
+                x = centroids[c, k]
+                s0 += q[i0, k] * x
+                s1 += q[i1, k] * x
+                s2 += q[i2, k] * x
+                s3 += q[i3, k] * x
+            scores[0, c], scores[1, c], scores[2, c], scores[3, c] = s0, s1, s2, s3
+        for x in range(min(4, n - i0)):
+            row = scores[x]
+            top = np.full(keep, -np.inf, dtype=np.float32)
+            which = np.zeros(keep, dtype=np.int64)
+            low = 0  # the slot holding the weakest of the kept scores
+            for c in range(n_centroids):
+                if row[c] > top[low]:
+                    top[low], which[low] = row[c], c
+                    for j in range(keep):
+                        if top[j] < top[low]:
+                            low = j
+            probe[i0 + x] = which
+            pscore[i0 + x] = top
+            impute[i0 + x] = top[low]
 
 
 @njit(cache=True, parallel=True, nogil=True, fastmath=True)
 def _scan(
-    tables,
-    cscores,
+    q,
+    books,
     probe,
+    pscore,
     starts,
     weights,
     impute,
@@ -177,9 +184,10 @@ def _scan(
     gain,
     found,
 ):  # type: ignore[no-untyped-def]
-    """For each unit of work (query ``u // parts``, its ``u % parts``-th share of rows) and each of its
-    rows: the best similarity of each entry's tokens in the row's probed clusters (one table read per
-    residual byte), folded into ``gain[u, e] += weight x (best - imputed)`` and ``found[u, e]``."""
+    """For each unit of work of queries ``first <= query < last`` (query ``u // parts``, its ``u %
+    parts``-th share of rows) and each of its rows: the best similarity of each entry's tokens in the
+    row's probed clusters (one table read per residual byte; row ``i``'s table is ``tables[i - row0]``),
+    folded into ``gain[u, e] += weight x (best - imputed)`` and ``found[u, e]``."""
     groups = residuals.shape[1]
     for u in prange(gain.shape[0]):
         query, share = u // parts, u % parts
@@ -188,12 +196,13 @@ def _scan(
         b = r0 + (r1 - r0) * (share + 1) // parts
         scratch = np.full(local, UNSEEN, dtype=np.float32)
         touched = np.empty(local, dtype=np.int64)
+        table = np.empty((groups, books.shape[2]), dtype=np.float32)
         for i in range(a, b):
-            table = tables[i]
+            _fill_table(q[i], books, table)
             n = 0
             for p in range(probe.shape[1]):
                 c = probe[i, p]
-                centroid = cscores[i, c]
+                centroid = pscore[i, p]
                 for j in range(ptr[c], ptr[c + 1]):
                     e = np.int64(entries[j])
                     if not every and not allowed[base + e]:
