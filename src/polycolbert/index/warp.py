@@ -195,7 +195,7 @@ def _scan(
         a = r0 + (r1 - r0) * share // parts
         b = r0 + (r1 - r0) * (share + 1) // parts
         scratch = np.full(local, UNSEEN, dtype=np.float32)
-        touched = np.empty(local, dtype=np.int64)
+        touched = np.empty(local + 1, dtype=np.int64)
         table = np.empty((groups, books.shape[2]), dtype=np.float32)
         for i in range(a, b):
             _fill_table(q[i], books, table)
@@ -210,12 +210,12 @@ def _scan(
                     s = centroid  # scalar table reads: vector gathers measured 1.1x slower here
                     for g in range(groups):
                         s += table[g, residuals[j, g]]
-                    if scratch[e] == UNSEEN:
-                        touched[n] = e
-                        n += 1
-                        scratch[e] = s
-                    elif s > scratch[e]:
-                        scratch[e] = s
+                    # branch-free (whether an entry is new is unpredictable; 1.3x the branchy scan):
+                    # the slot after the last new entry is written every time, kept only when new
+                    seen = scratch[e]
+                    touched[n] = e
+                    n += np.int64(seen == UNSEEN)
+                    scratch[e] = max(seen, s)
             w, low = weights[i], impute[i]
             for t in range(n):
                 e = touched[t]
