@@ -1,9 +1,11 @@
-"""Embedded index vs exhaustive MaxSim vs Stanford PLAID vs FastPlaid, on the same token vectors.
+"""Embedded index vs exhaustive MaxSim vs Stanford PLAID vs FastPlaid vs XTR-WARP, on the same vectors.
 
-Why one script for all four: index size, latency and ranking quality only compare when every system
+Why one script for all of them: index size, latency and ranking quality only compare when every system
 indexes the *identical* vectors and answers the identical queries in one run on one machine. The peers
-live in their own virtualenv (``.venv-plaid``, see benchmarks/README.md: fast-plaid is built against one
-exact torch), so they are run as a subprocess on the vectors this script writes to disk.
+live in their own virtualenv (``.venv-plaid``, see benchmarks/README.md: fast-plaid and xtr-warp-rs are
+built against one exact torch), so they are run as a subprocess on the vectors this script writes to disk
+(``peers_plaid.py``, ``peers_warp.py``; XTR-WARP answers top 10 only, so it has no k=100 column). For
+XTR-WARP at millions of tokens, with builds and timing apart, see ``search_speed.py``.
 
 Run (an otherwise idle machine; 2 threads everywhere):
 
@@ -172,7 +174,8 @@ def bench_polycolbert(corpus: Corpus, nbits: int) -> dict[str, Any]:
 
 
 def bench_peer(corpus: Corpus, system: str, nbits: int, folder: Path) -> dict[str, Any] | None:
-    """Run ``peers_plaid.py`` in the peer venv on the vectors written once per corpus."""
+    """Run ``peers_plaid.py`` (or ``peers_warp.py``) in the peer venv on the vectors written once per
+    corpus."""
     if not PEER_PYTHON.exists():
         print(f"  {system}: skipped ({PEER_PYTHON} missing; see benchmarks/README.md)", file=sys.stderr)
         return None
@@ -184,6 +187,8 @@ def bench_peer(corpus: Corpus, system: str, nbits: int, folder: Path) -> dict[st
         np.save(vectors / "query_tokens.npy", np.stack(corpus.queries))
     result = folder / f"{system}.json"
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
+    if system == "warp":
+        return bench_warp(vectors, nbits, folder, env)
     command = [str(PEER_PYTHON), str(ROOT / "benchmarks" / "peers_plaid.py"), "--vectors", str(vectors)]
     command += ["--system", system, "--nbits", str(nbits), "--threads", "2", "--output", str(result)]
     command += ["--k", *map(str, KS), "--workdir", str(folder / f"{system}-index")]
@@ -208,6 +213,33 @@ def bench_peer(corpus: Corpus, system: str, nbits: int, folder: Path) -> dict[st
         }
     out["ranked"] = [[int(d) for d in row] for row in data["ranked_ids"][str(max(KS))]]
     return out
+
+
+def bench_warp(vectors: Path, nbits: int, folder: Path, env: dict[str, str]) -> dict[str, Any] | None:
+    """XTR-WARP through ``peers_warp.py``: one process builds, a second one loads and times search."""
+    script = [str(PEER_PYTHON), str(ROOT / "benchmarks" / "peers_warp.py"), "--vectors", str(vectors)]
+    script += ["--workdir", str(folder / "warp-index"), "--nbits", str(nbits), "--threads", "2"]
+    outputs = {}
+    for step in ("build", "search"):
+        outputs[step] = folder / f"warp-{step}.json"
+        extra = ["--build"] if step == "build" else []
+        done = subprocess.run(
+            [*script, *extra, "--output", str(outputs[step])], env=env, stdout=sys.stderr, check=False
+        )
+        if done.returncode != 0:
+            print(f"  warp {step}: failed (exit {done.returncode})", file=sys.stderr)
+            return None
+    built = json.loads(outputs["build"].read_text())["build"]
+    data = json.loads(outputs["search"].read_text())
+    timed = data["search"]
+    return {
+        "system": f"XTR-WARP nbits={nbits}",
+        "build_s": built["seconds"],
+        "bytes_per_token": built["bytes_per_token"],
+        "search_params": "library defaults",
+        "k10": {k: timed[k] for k in ("p50_ms", "p99_ms", "qps", "batched_qps")},
+        "ranked": data["ranked_ids"],
+    }
 
 
 def run_corpus(corpus: Corpus, nbits: list[int], peers: list[str], peer_nbits: int) -> list[dict[str, Any]]:
@@ -271,7 +303,9 @@ def main() -> None:
     parser.add_argument("--nbits", type=int, nargs="+", default=[1, 2], help="polycolbert's settings")
     parser.add_argument("--peer-nbits", type=int, default=2, help="the peers' setting (the targets' PLAID)")
     parser.add_argument("--synthetic-tokens", type=int, default=5_000_000)
-    parser.add_argument("--peers", nargs="*", default=["plaid", "fastplaid"], choices=["plaid", "fastplaid"])
+    parser.add_argument(
+        "--peers", nargs="*", default=["plaid", "fastplaid", "warp"], choices=["plaid", "fastplaid", "warp"]
+    )
     parser.add_argument("--output", type=Path, help="write every number (JSON)")
     args = parser.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "2")
