@@ -92,7 +92,7 @@ def candidates(
     ``weight x (best - imputed)``, so memory stays ``entries`` floats a query, not ``rows x entries``
     (which for a batch outgrew the caches and halved the scan's speed). Nothing else grows with the
     batch: no ``[rows, centroids]`` score table (the probe keeps each row's ``nprobe`` best) and no
-    batch-wide lookup tables (each row's 32 KiB table is built in the scan, where it stays in L1).
+    batch-wide lookup tables (each row's 32 KiB table is built in the scan, where it stays in L1)."""
     n_entries = len(allowed)
     q = np.ascontiguousarray(np.concatenate([rows for rows, _ in qs]), dtype=np.float32)
     weights = np.concatenate([w for _, w in qs]).astype(np.float32)
