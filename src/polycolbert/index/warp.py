@@ -216,7 +216,7 @@ def _scan(
                     # the slot after the last new entry is written every time, kept only when new
                     seen = scratch[e]
                     touched[n] = e
-                    n += np.int64(seen == UNSEEN)
+                    n += int(seen == UNSEEN)
                     scratch[e] = max(seen, s)
             w, low = weights[i], impute[i]
             for t in range(n):
