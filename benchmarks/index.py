@@ -164,9 +164,8 @@ def bench_polycolbert(corpus: Corpus, nbits: int) -> dict[str, Any]:
                     times.append(time.perf_counter() - t0)
                     ranked.append([position[h.id] for h in hits])
                 out[f"k{k}"] = latency(times)
-                t0 = time.perf_counter()
-                for s in range(0, len(corpus.queries), 32):
-                    index.search(query_vectors=corpus.queries[s : s + 32], k=k)
+                t0 = time.perf_counter()  # every query in one call, as the peers are timed
+                index.search(query_vectors=corpus.queries, k=k)
                 out[f"k{k}"]["batched_qps"] = len(corpus.queries) / (time.perf_counter() - t0)
                 if k == 100:
                     out["ranked"] = ranked
