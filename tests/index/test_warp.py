@@ -66,6 +66,44 @@ def test_scan_of_every_cluster_is_maxsim_over_the_unnormalised_tokens(built: tup
             assert row[e] == pytest.approx(want, abs=1e-4)
 
 
+def test_scan_of_a_few_clusters_imputes_like_the_numpy_reference(built: tuple) -> None:
+    """With 3 of the clusters probed per row: per row, a document's best token among the row's 3
+    best-scoring centroids, else the weakest of those 3 scores; ``-inf`` where no row found the
+    document. Checked against numpy for a batch (one unit per query) and for each query alone (rows
+    split over two units), with one document filtered out."""
+    ix, _, docs = built
+    snap = ix._reader.current()
+    assert snap.codec is not None
+    qs = queries(docs, 5, seed=7)
+    distinct = [(snap.codec.to_search_frame(r), w) for r, w in map(distinct_rows, qs)]
+    allowed = snap.live.copy()
+    allowed[17] = False
+    books, centroids = snap.codec.codebooks, snap.codec.search_centroids
+    tokens = []
+    for e in range(len(allowed)):
+        codes, packed = snap.tokens.gather(snap.positions(np.array([e])))
+        words = np.concatenate([books[g, packed[:, g]] for g in range(packed.shape[1])], axis=1)
+        tokens.append((codes, centroids[codes] + words))
+    batch = candidates(snap.codec, snap.token_lists, distinct, allowed, 3)
+    for k, (rows, weights) in enumerate(distinct):
+        alone = candidates(snap.codec, snap.token_lists, [(rows, weights)], allowed, 3)[0]
+        scores = rows @ centroids.T
+        probed = np.argsort(-scores, axis=1)[:, :3]
+        imputed = np.take_along_axis(scores, probed, axis=1).min(axis=1)
+        for e in range(len(allowed)):
+            codes, vecs = tokens[e]
+            sims = rows @ vecs.T
+            inside = np.array([[c in set(p) for c in codes] for p in probed])
+            best = np.where(inside, sims, -np.inf).max(axis=1, initial=-np.inf)
+            want = (
+                -np.inf
+                if not allowed[e] or not np.isfinite(best).any()
+                else float(weights @ np.where(np.isfinite(best), best, imputed))
+            )
+            for got in (batch[k, e], alone[e]):
+                assert got == pytest.approx(want, abs=1e-4) if np.isfinite(want) else got == -np.inf
+
+
 def test_tokens_come_back_from_the_clustered_files_as_stored(built: tuple) -> None:
     """Every document's tokens read through the layout's map decode to what its vectors were encoded
     from: each given token has a decoded one within the codec's error, and the counts agree."""
