@@ -180,7 +180,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--corpus", required=True)
+    parser.add_argument("--corpus", help="a corpus under ~/.cache/polycolbert/bench (all but --plot)")
     parser.add_argument("--nbits", type=int, default=2)
     parser.add_argument("--build", action="store_true")
     parser.add_argument(
@@ -201,6 +201,8 @@ def main() -> None:
     if args.plot:
         plot(args.plot[0], args.plot[1:])
         return
+    if not args.corpus:
+        parser.error("--corpus is needed (all but --plot)")
     if args.rss:
         search_rss(args.corpus, args.nbits, args.queries or 100)
         return
