@@ -39,6 +39,13 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--queries", type=int, default=0, help="the first N queries only (0: all)")
     parser.add_argument("--build", action="store_true", help="build the index (else: time search on it)")
+    parser.add_argument(
+        "--kmeans-sample-docs",
+        type=int,
+        default=None,
+        help="documents k-means samples (the library's own choice if absent; a smaller sample only shortens "
+        "the build, at the centroid count the library picks)",
+    )
     parser.add_argument("--output", type=Path, required=True)
     args = parser.parse_args()
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "RAYON_NUM_THREADS"):
@@ -56,7 +63,13 @@ def main() -> None:
         bounds = np.concatenate([[0], np.cumsum(lengths)])
         docs = [torch.from_numpy(tokens[a:b]) for a, b in itertools.pairwise(bounds)]
         t0 = time.perf_counter()
-        XTRWarp(str(args.workdir)).create(docs, device="cpu", nbits=args.nbits, show_progress=False)
+        XTRWarp(str(args.workdir)).create(
+            docs,
+            device="cpu",
+            nbits=args.nbits,
+            n_samples_kmeans=args.kmeans_sample_docs,
+            show_progress=False,
+        )
         seconds = time.perf_counter() - t0
         size = sum(f.stat().st_size for f in args.workdir.rglob("*") if f.is_file())
         out["build"] = {
@@ -64,6 +77,7 @@ def main() -> None:
             "index_bytes": size,
             "bytes_per_token": size / len(tokens),
             "n_tokens": len(tokens),
+            "kmeans_sample_docs": args.kmeans_sample_docs,
         }
     else:
         queries = torch.from_numpy(np.load(args.vectors / "query_tokens.npy").astype(np.float32))
